@@ -1,0 +1,1 @@
+"""Pure business rules: money, state machines, fees and ledger postings. No I/O here."""

@@ -1,0 +1,21 @@
+"""Errors the domain raises. `InvalidRequest` is permanent: retrying the same input cannot succeed."""
+
+
+class DomainError(Exception):
+    """Base class for rule violations detected without any I/O."""
+
+
+class InvalidRequest(DomainError):
+    """The input itself is wrong (bad amount, unknown field, mismatched replay...).
+
+    Never retried: a message failing with this goes straight to the dead-letter queue.
+    """
+
+    def __init__(self, reason: str, *, field: str | None = None) -> None:
+        self.reason = reason
+        self.field = field
+        super().__init__(f"{field}: {reason}" if field else reason)
+
+
+class InvalidTransition(DomainError):
+    """A state machine was asked to move somewhere it may not go."""

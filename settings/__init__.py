@@ -1,0 +1,117 @@
+"""The one place configuration comes from: the environment, validated at start.
+
+Names are a contract with operators (README "Settings"). Platform conventions stay
+unprefixed (`DATABASE_URL`, `REDIS_URL`, `PORT`); gateway settings start with
+`NOWPAYMENTS_`, our own rules with `PAYMENTS_`. Secrets are `SecretStr` and never print.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+NOWPAYMENTS_PRODUCTION_URL = "https://api.nowpayments.io/v1"
+NOWPAYMENTS_SANDBOX_URL = "https://api-sandbox.nowpayments.io/v1"
+IPN_PATH = "/ipn/nowpayments"
+
+PositiveDecimal = Annotated[Decimal, Field(gt=0, max_digits=20, decimal_places=2)]
+
+
+class VariancePolicy(StrEnum):
+    """What to do with a deposit whose received value differs from the ordered one."""
+
+    CREDIT_RECEIVED = "credit_received"  # credit exactly what arrived (rounded down to the cent)
+    HOLD_FOR_REVIEW = "hold_for_review"  # credit nothing until an operator releases it
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+
+    # Platform
+    database_url: SecretStr
+    redis_url: SecretStr
+    port: int = Field(default=8000, ge=1, le=65535)
+    api_token: SecretStr | None = None
+    public_base_url: str | None = None
+    log_level: str = "INFO"
+    log_format: str = Field(default="json", pattern="^(json|console)$")
+
+    # Gateway
+    nowpayments_api_key: SecretStr | None = None
+    nowpayments_ipn_secret: SecretStr | None = None
+    nowpayments_sandbox: bool = False
+    nowpayments_base_url: str | None = None
+    nowpayments_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+
+    # Deposits
+    payments_min_deposit_usd: PositiveDecimal = Decimal("1.00")
+    payments_max_deposit_usd: PositiveDecimal = Decimal("100000.00")
+    payments_underpaid_policy: VariancePolicy = VariancePolicy.CREDIT_RECEIVED
+    payments_overpaid_policy: VariancePolicy = VariancePolicy.CREDIT_RECEIVED
+
+    # Polling and expiry (seconds)
+    payments_poll_first_delay: float = Field(default=20.0, ge=0)
+    payments_poll_min_interval: float = Field(default=15.0, gt=0)
+    payments_poll_max_interval: float = Field(default=600.0, gt=0)
+    payments_expiry_grace: float = Field(default=900.0, ge=0)
+    payments_scheduler_tick: float = Field(default=2.0, gt=0)
+    payments_scheduler_batch: int = Field(default=500, ge=1, le=10000)
+
+    # Database pool per process
+    db_pool_min: int = Field(default=1, ge=0)
+    db_pool_max: int = Field(default=10, ge=1)
+
+    @field_validator("public_base_url", "nowpayments_base_url")
+    @classmethod
+    def _strip_trailing_slash(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @property
+    def gateway_base_url(self) -> str:
+        if self.nowpayments_base_url:
+            return self.nowpayments_base_url
+        return NOWPAYMENTS_SANDBOX_URL if self.nowpayments_sandbox else NOWPAYMENTS_PRODUCTION_URL
+
+    @property
+    def ipn_callback_url(self) -> str | None:
+        """Where NOWPayments should post IPNs; ``None`` turns the fast path off (polling only)."""
+        return f"{self.public_base_url}{IPN_PATH}" if self.public_base_url else None
+
+    def require(self, *names: str) -> None:
+        """Stop the process if a setting this process needs is unset (named, never shown)."""
+        for name in names:
+            if getattr(self, name) in (None, ""):
+                raise SettingsError(f"{name.upper()} is required for this process but is not set")
+
+
+class SettingsError(SystemExit):
+    """A configuration problem; exits the process with one line naming the variable."""
+
+    def __init__(self, line: str) -> None:
+        super().__init__(f"configuration error: {line}")
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """One line naming each bad variable and what is wrong, without echoing any value."""
+    parts = []
+    for item in error.errors(include_input=False, include_url=False):
+        name = "_".join(str(piece) for piece in item["loc"]).upper() or "settings"
+        message = "is required but not set" if item["type"] == "missing" else item["msg"]
+        parts.append(f"{name} {message}")
+    return "; ".join(parts)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read and validate the environment; raise `SettingsError` (a `SystemExit`) if it is wrong."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise SettingsError(describe_validation_error(exc)) from None
