@@ -1,0 +1,49 @@
+"""Errors raised by the NOWPayments adapter.
+
+The split matters to callers: a `GatewayTransientError` may succeed if tried again later,
+a `GatewayRejected` will not (the same request gets the same answer), and a
+`GatewayProtocolError` means the gateway said something we cannot understand.
+None of these ever carries the API key, the IPN secret or any other credential.
+"""
+
+from __future__ import annotations
+
+
+class GatewayError(Exception):
+    """Base class for every failure talking to the payment gateway."""
+
+
+class GatewayTransientError(GatewayError):
+    """Network error, timeout, HTTP 5xx or 429, after the client's own retries were used up.
+
+    For a request that creates something (POST /payment) this also covers the ambiguous
+    case: the request may have reached the gateway and been acted upon.
+    """
+
+
+class GatewayRejected(GatewayError):
+    """A permanent 4xx answer: the gateway understood the request and refused it."""
+
+    def __init__(self, http_status: int, code: str, message: str) -> None:
+        self.http_status = http_status
+        self.code = code
+        self.message = message
+        super().__init__(f"HTTP {http_status} {code}: {message}")
+
+    def __reduce__(self) -> tuple[type[GatewayRejected], tuple[int, str, str]]:
+        return (type(self), (self.http_status, self.code, self.message))
+
+
+class GatewayProtocolError(GatewayError):
+    """An answer whose body we cannot parse or which lacks fields we depend on."""
+
+
+class InvalidSignature(Exception):
+    """An IPN callback failed authentication. `reason` is short and safe to log."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+    def __reduce__(self) -> tuple[type[InvalidSignature], tuple[str]]:
+        return (type(self), (self.reason,))

@@ -1,0 +1,221 @@
+"""IPN signatures: HMAC-SHA512 over what JavaScript's `JSON.stringify` prints.
+
+NOWPayments signs the callback body with the IPN secret over `JSON.stringify` of the
+body with object keys sorted recursively. Python's `json.dumps(sort_keys=True)` differs
+from that for some bodies (`2e-06` vs `0.000002`, `20.0` vs `20`, `\\u00fc` vs `ü`,
+`\\/`...), so `canonical_json` reimplements the JavaScript output exactly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import math
+import re
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+from pydantic import SecretStr
+
+from gateway.errors import InvalidSignature
+
+_SHORT_ESCAPES = {
+    "\b": "\\b",
+    "\t": "\\t",
+    "\n": "\\n",
+    "\f": "\\f",
+    "\r": "\\r",
+    '"': '\\"',
+    "\\": "\\\\",
+}
+
+
+def _join_surrogates(text: str) -> str:
+    """Merge adjacent high+low surrogate code points into one character, as UTF-16 would."""
+    if not any(0xD800 <= ord(ch) <= 0xDFFF for ch in text):
+        return text
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "surrogatepass")
+
+
+def _quote(text: str) -> str:
+    """ECMAScript QuoteJSONString (well-formed JSON.stringify, ES2019)."""
+    out = ['"']
+    for ch in _join_surrogates(text):
+        code = ord(ch)
+        if ch in _SHORT_ESCAPES:
+            out.append(_SHORT_ESCAPES[ch])
+        elif code < 0x20 or 0xD800 <= code <= 0xDFFF:
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+def _utf16_key(text: str) -> bytes:
+    # Big-endian UTF-16 bytes compare in the same order as the sequences of code units,
+    # which is how JavaScript's default sort compares strings.
+    return _join_surrogates(text).encode("utf-16-be", "surrogatepass")
+
+
+_ARRAY_INDEX = re.compile(r"0|[1-9][0-9]*")
+_MAX_ARRAY_INDEX = 2**32 - 2
+
+
+def _key_order(keys: list[str]) -> list[str]:
+    """The order JSON.stringify writes an object whose keys were inserted sorted.
+
+    `Object.keys(obj).sort()` sorts by UTF-16 code units, but a JavaScript object always
+    enumerates array-index keys ("0".."4294967294") first, in numeric order, then the
+    other keys in insertion order. NOWPayments' signer rebuilds the object from the
+    sorted keys, so its output follows those rules.
+    """
+    indices = [k for k in keys if _ARRAY_INDEX.fullmatch(k) and int(k) <= _MAX_ARRAY_INDEX]
+    index_set = set(indices)
+    others = [k for k in keys if k not in index_set]
+    return sorted(indices, key=int) + sorted(others, key=_utf16_key)
+
+
+def js_number(value: float) -> str:
+    """ECMAScript Number::toString(10) for a double (the text JSON.stringify writes).
+
+    Non-finite values become ``null``, as JSON.stringify writes them.
+    """
+    if math.isnan(value) or math.isinf(value):
+        return "null"
+    if value == 0:
+        return "0"  # also -0
+    sign = "-" if value < 0 else ""
+    # repr gives the shortest digit string that round-trips, which is what the
+    # ECMAScript algorithm asks for (k as small as possible).
+    _, digit_tuple, exponent = Decimal(repr(abs(value))).as_tuple()
+    digits = "".join(map(str, digit_tuple)).rstrip("0")
+    assert isinstance(exponent, int)
+    exponent += len(digit_tuple) - len(digits)  # account for the stripped zeros
+    k = len(digits)
+    n = exponent + k  # value = 0.digits × 10^n
+    if k <= n <= 21:
+        text = digits + "0" * (n - k)
+    elif 0 < n <= 21:
+        text = digits[:n] + "." + digits[n:]
+    elif -6 < n <= 0:
+        text = "0." + "0" * (-n) + digits
+    else:
+        e = n - 1
+        exp_text = f"e+{e}" if e >= 0 else f"e-{-e}"
+        text = (digits if k == 1 else digits[0] + "." + digits[1:]) + exp_text
+    return sign + text
+
+
+def _number_to_double(value: int | Decimal | float) -> float:
+    # Signature canonicalisation only, never money: JavaScript holds every JSON number as
+    # an IEEE double, so converting through float() here reproduces exactly what the
+    # gateway's JSON.stringify saw. Amounts themselves stay Decimal everywhere else.
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+    except ValueError:  # Decimal sNaN
+        return math.nan
+
+
+def _write(value: Any, out: list[str]) -> None:
+    if value is None:
+        out.append("null")
+    elif value is True:
+        out.append("true")
+    elif value is False:
+        out.append("false")
+    elif isinstance(value, str):
+        out.append(_quote(value))
+    elif isinstance(value, int | float | Decimal):
+        out.append(js_number(_number_to_double(value)))
+    elif isinstance(value, Mapping):
+        keys = list(value.keys())
+        for key in keys:
+            if not isinstance(key, str):
+                raise TypeError(f"object keys must be strings, got {type(key).__name__}")
+        out.append("{")
+        for index, key in enumerate(_key_order(keys)):
+            if index:
+                out.append(",")
+            out.append(_quote(key))
+            out.append(":")
+            _write(value[key], out)
+        out.append("}")
+    elif isinstance(value, list | tuple):
+        out.append("[")
+        for index, item in enumerate(value):
+            if index:
+                out.append(",")
+            _write(item, out)
+        out.append("]")
+    else:
+        raise TypeError(f"cannot canonicalise {type(value).__name__}")
+
+
+def canonical_json(value: Any) -> str:
+    """What JavaScript's ``JSON.stringify`` prints for `value` with object keys sorted recursively.
+
+    Input is JSON as Python holds it after ``json.loads(..., parse_float=Decimal)``:
+    dict, list, str, int, Decimal (float also accepted), bool, None.
+    """
+    out: list[str] = []
+    _write(value, out)
+    return "".join(out)
+
+
+def _secret_bytes(secret: SecretStr | str) -> bytes:
+    raw = secret.get_secret_value() if isinstance(secret, SecretStr) else secret
+    if not isinstance(raw, str) or not raw:
+        # A configuration problem, not a bad callback: refuse loudly (without the value).
+        raise ValueError("IPN secret is not configured")
+    return raw.encode("utf-8")
+
+
+def sign(payload: bytes | Mapping[str, Any], secret: SecretStr | str) -> str:
+    """Lowercase hex HMAC-SHA512 of `payload` (a Mapping is canonicalised first)."""
+    if isinstance(payload, Mapping):
+        data = canonical_json(payload).encode("utf-8")
+    elif isinstance(payload, bytes | bytearray | memoryview):
+        data = bytes(payload)
+    else:
+        raise TypeError("payload must be bytes or a mapping")
+    return hmac.new(_secret_bytes(secret), data, hashlib.sha512).hexdigest()
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def verify_ipn(raw_body: bytes, signature: str | None, secret: SecretStr | str) -> dict[str, Any]:
+    """Authenticate a NOWPayments callback and return its parsed body.
+
+    Accepts the HMAC of the raw bytes (real callbacks arrive already canonical) or, failing
+    that, the HMAC of the JavaScript-style canonical form of the parsed body. Numbers in
+    the returned dict are `int` or `Decimal`, never float.
+    """
+    key = _secret_bytes(secret)
+    if not signature or not signature.strip():
+        raise InvalidSignature("missing signature")
+    try:
+        parsed = json.loads(
+            bytes(raw_body).decode("utf-8"), parse_float=Decimal, parse_constant=_refuse_constant
+        )
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise InvalidSignature("malformed body") from exc
+    if not isinstance(parsed, dict):
+        raise InvalidSignature("malformed body")
+
+    presented = signature.strip().lower().encode("utf-8")
+    raw_mac = hmac.new(key, bytes(raw_body), hashlib.sha512).hexdigest().encode("ascii")
+    if hmac.compare_digest(raw_mac, presented):
+        return parsed
+    canonical_mac = (
+        hmac.new(key, canonical_json(parsed).encode("utf-8"), hashlib.sha512).hexdigest().encode("ascii")
+    )
+    if hmac.compare_digest(canonical_mac, presented):
+        return parsed
+    raise InvalidSignature("signature mismatch")
