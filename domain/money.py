@@ -28,9 +28,7 @@ def parse_amount_text(value: object, *, field: str, max_places: int) -> Decimal:
     NaN/Infinity, exponents, signs, zero, and more than ``max_places`` decimals.
     """
     if isinstance(value, bool) or not isinstance(value, str):
-        raise InvalidRequest(
-            f"must be a decimal string like \"10.00\", got {type(value).__name__}", field=field
-        )
+        raise InvalidRequest(f'must be a decimal string like "10.00", got {type(value).__name__}', field=field)
     text = value.strip()
     match = _DECIMAL_TEXT.match(text)
     if match is None:

@@ -8,24 +8,18 @@ unprefixed (`DATABASE_URL`, `REDIS_URL`, `PORT`); gateway settings start with
 from __future__ import annotations
 
 from decimal import Decimal
-from enum import StrEnum
 from typing import Annotated
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from domain.payments import VariancePolicy
 
 NOWPAYMENTS_PRODUCTION_URL = "https://api.nowpayments.io/v1"
 NOWPAYMENTS_SANDBOX_URL = "https://api-sandbox.nowpayments.io/v1"
 IPN_PATH = "/ipn/nowpayments"
 
 PositiveDecimal = Annotated[Decimal, Field(gt=0, max_digits=20, decimal_places=2)]
-
-
-class VariancePolicy(StrEnum):
-    """What to do with a deposit whose received value differs from the ordered one."""
-
-    CREDIT_RECEIVED = "credit_received"  # credit exactly what arrived (rounded down to the cent)
-    HOLD_FOR_REVIEW = "hold_for_review"  # credit nothing until an operator releases it
 
 
 class Settings(BaseSettings):

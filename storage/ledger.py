@@ -1,0 +1,187 @@
+"""SQL for the double-entry ledger: accounts, postings, balances and history."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+import asyncpg
+
+from domain.ledger import AccountRef, LedgerPosting
+from domain.money import ZERO
+
+
+async def ensure_accounts(conn: asyncpg.Connection, refs: list[AccountRef]) -> dict[AccountRef, int]:
+    """Ids of the given accounts, opening any that do not exist yet."""
+    unique = sorted(set(refs))
+    codes = [ref.code for ref in unique]
+    await conn.execute(
+        """
+        INSERT INTO ledger_accounts (code, kind, user_id, tracks_balance)
+        SELECT code, kind, user_id, kind LIKE 'user_%'
+          FROM unnest($1::text[], $2::text[], $3::text[]) AS a (code, kind, user_id)
+        ON CONFLICT (code) DO NOTHING
+        """,
+        codes,
+        [ref.kind.value for ref in unique],
+        [ref.user_id for ref in unique],
+    )
+    rows = await conn.fetch("SELECT id, code FROM ledger_accounts WHERE code = ANY($1::text[])", codes)
+    by_code = {row["code"]: row["id"] for row in rows}
+    return {ref: by_code[ref.code] for ref in unique}
+
+
+@dataclass(frozen=True)
+class PostingResult:
+    transaction_id: int
+    created: bool  # False when the idempotency key had already been posted: nothing was written
+
+
+async def post(conn: asyncpg.Connection, posting: LedgerPosting) -> PostingResult:
+    """Write one balanced ledger transaction, or find the one already written for its key.
+
+    Must run inside a transaction. Entries are inserted in account-id order, so concurrent
+    postings lock balance rows in one global order and cannot deadlock each other.
+    """
+    tx_id = await conn.fetchval(
+        """
+        INSERT INTO ledger_transactions (idempotency_key, type, description)
+        VALUES ($1, $2, $3)
+        ON CONFLICT (idempotency_key) DO NOTHING
+        RETURNING id
+        """,
+        posting.idempotency_key,
+        posting.type.value,
+        posting.description,
+    )
+    if tx_id is None:
+        existing = await conn.fetchval(
+            "SELECT id FROM ledger_transactions WHERE idempotency_key = $1", posting.idempotency_key
+        )
+        return PostingResult(existing, created=False)
+    ids = await ensure_accounts(conn, [entry.account for entry in posting.entries])
+    ordered = sorted(posting.entries, key=lambda entry: ids[entry.account])
+    await conn.execute(
+        """
+        INSERT INTO ledger_entries (transaction_id, account_id, amount)
+        SELECT $1, account_id, amount
+          FROM unnest($2::bigint[], $3::numeric[]) WITH ORDINALITY AS e (account_id, amount, n)
+         ORDER BY n
+        """,
+        tx_id,
+        [ids[entry.account] for entry in ordered],
+        [entry.amount for entry in ordered],
+    )
+    return PostingResult(tx_id, created=True)
+
+
+@dataclass(frozen=True)
+class BalanceView:
+    user_id: str
+    balance_usd: Decimal
+    held_usd: Decimal
+    total_deposited: Decimal
+    total_withdrawn: Decimal
+    last_transaction_at: datetime | None
+
+
+async def user_balance(conn: asyncpg.Connection, user_id: str) -> BalanceView:
+    """The seed's read model: available and held balances, totals and last activity."""
+    row = await conn.fetchrow(
+        """
+        SELECT
+          coalesce(max(a.balance) FILTER (WHERE a.kind = 'user_available'), 0) AS available,
+          coalesce(max(a.balance) FILTER (WHERE a.kind = 'user_held'), 0) AS held,
+          max(a.last_entry_at) AS last_at,
+          (SELECT coalesce(sum(e.amount), 0)
+             FROM ledger_entries e JOIN ledger_transactions t ON t.id = e.transaction_id
+            WHERE e.account_id = (SELECT id FROM ledger_accounts WHERE code = $2) AND t.type = 'deposit'
+          ) AS deposited,
+          (SELECT coalesce(-sum(e.amount), 0)
+             FROM ledger_entries e JOIN ledger_transactions t ON t.id = e.transaction_id
+            WHERE e.account_id = (SELECT id FROM ledger_accounts WHERE code = $3) AND t.type = 'withdrawal'
+          ) AS withdrawn
+        FROM ledger_accounts a
+        WHERE a.user_id = $1
+        """,
+        user_id,
+        AccountRef.available(user_id).code,
+        AccountRef.held(user_id).code,
+    )
+    return BalanceView(
+        user_id=user_id,
+        balance_usd=row["available"],
+        held_usd=row["held"],
+        total_deposited=row["deposited"],
+        total_withdrawn=row["withdrawn"],
+        last_transaction_at=row["last_at"],
+    )
+
+
+@dataclass(frozen=True)
+class HistoryItem:
+    entry_id: int
+    type: str
+    amount_usd: Decimal  # signed
+    balance_after: Decimal
+    description: str
+    reference: str
+    created_at: datetime
+
+
+async def user_history(
+    conn: asyncpg.Connection, user_id: str, *, limit: int = 20, before_entry_id: int | None = None
+) -> list[HistoryItem]:
+    """Entries of the user's available balance, newest first; page on with ``before_entry_id``."""
+    rows = await conn.fetch(
+        """
+        SELECT e.id, t.type, e.amount, e.balance_after, t.description, t.idempotency_key, e.created_at
+          FROM ledger_entries e
+          JOIN ledger_transactions t ON t.id = e.transaction_id
+         WHERE e.account_id = (SELECT id FROM ledger_accounts WHERE code = $1)
+           AND ($2::bigint IS NULL OR e.id < $2)
+         ORDER BY e.id DESC
+         LIMIT $3
+        """,
+        AccountRef.available(user_id).code,
+        before_entry_id,
+        limit,
+    )
+    return [
+        HistoryItem(
+            entry_id=row["id"],
+            type=row["type"],
+            amount_usd=row["amount"],
+            balance_after=row["balance_after"],
+            description=row["description"],
+            reference=row["idempotency_key"],
+            created_at=row["created_at"],
+        )
+        for row in rows
+    ]
+
+
+async def invariant_violations(conn: asyncpg.Connection) -> list[str]:
+    """Audit query for tests and operators: every rule the schema enforces, checked from scratch."""
+    problems: list[str] = []
+    unbalanced = await conn.fetch(
+        "SELECT transaction_id, sum(amount) AS total FROM ledger_entries"
+        " GROUP BY transaction_id HAVING sum(amount) <> 0 OR count(*) < 2"
+    )
+    problems += [f"transaction {r['transaction_id']} sums to {r['total']}" for r in unbalanced]
+    drifted = await conn.fetch(
+        """
+        SELECT a.code, a.balance, coalesce(sum(e.amount), 0) AS total
+          FROM ledger_accounts a LEFT JOIN ledger_entries e ON e.account_id = a.id
+         WHERE a.tracks_balance
+         GROUP BY a.id HAVING a.balance <> coalesce(sum(e.amount), 0)
+        """
+    )
+    problems += [f"account {r['code']} balance {r['balance']} != entries {r['total']}" for r in drifted]
+    negative = await conn.fetch("SELECT code, balance FROM ledger_accounts WHERE balance < 0")
+    problems += [f"account {r['code']} is negative: {r['balance']}" for r in negative]
+    total = await conn.fetchval("SELECT coalesce(sum(amount), 0) FROM ledger_entries")
+    if total != ZERO:
+        problems.append(f"ledger sums to {total}")
+    return problems

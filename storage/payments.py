@@ -1,0 +1,182 @@
+"""SQL for deposit payments and their status events."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+
+from domain.payments import Payment, PaymentStatus
+
+_FIELDS = tuple(Payment.__dataclass_fields__)
+_UPDATABLE = frozenset(_FIELDS) - {"id", "request_id", "request_fingerprint", "user_id", "created_at"}
+
+
+def _from_row(row: asyncpg.Record) -> Payment:
+    values = dict(row)
+    values["status"] = PaymentStatus(values["status"])
+    return Payment(**values)
+
+
+async def find_by_request_id(conn: asyncpg.Connection, request_id: str) -> Payment | None:
+    row = await conn.fetchrow("SELECT * FROM payments WHERE request_id = $1", request_id)
+    return _from_row(row) if row else None
+
+
+async def insert_payment(
+    conn: asyncpg.Connection,
+    *,
+    payment_id: str,
+    request_id: str,
+    fingerprint: str,
+    user_id: str,
+    amount_usd: Decimal,
+    currency_code: str,
+    description: str,
+) -> Payment | None:
+    """Record a new payment request; ``None`` if ``request_id`` is already taken."""
+    row = await conn.fetchrow(
+        """
+        INSERT INTO payments (id, request_id, request_fingerprint, user_id, amount_usd, currency_code, description)
+        VALUES ($1, $2, $3, $4, $5, $6, $7)
+        ON CONFLICT (request_id) DO NOTHING
+        RETURNING *
+        """,
+        payment_id,
+        request_id,
+        fingerprint,
+        user_id,
+        amount_usd,
+        currency_code,
+        description,
+    )
+    return _from_row(row) if row else None
+
+
+async def get_payment(conn: asyncpg.Connection, payment_id: str, *, for_update: bool = False) -> Payment | None:
+    sql = "SELECT * FROM payments WHERE id = $1" + (" FOR UPDATE" if for_update else "")
+    row = await conn.fetchrow(sql, payment_id)
+    return _from_row(row) if row else None
+
+
+async def get_by_provider_id(
+    conn: asyncpg.Connection, provider_payment_id: str, *, for_update: bool = False
+) -> Payment | None:
+    sql = "SELECT * FROM payments WHERE provider_payment_id = $1" + (" FOR UPDATE" if for_update else "")
+    row = await conn.fetchrow(sql, provider_payment_id)
+    return _from_row(row) if row else None
+
+
+async def claim_creation(conn: asyncpg.Connection, payment_id: str, *, lease_seconds: float) -> Payment | None:
+    """Take the right to call the gateway for this payment, for ``lease_seconds``.
+
+    Only one holder at a time; a crashed holder's lease simply runs out.
+    """
+    row = await conn.fetchrow(
+        """
+        UPDATE payments
+           SET create_claimed_until = now() + make_interval(secs => $2), updated_at = now()
+         WHERE id = $1 AND provider_payment_id IS NULL AND status = 'pending'
+           AND (create_claimed_until IS NULL OR create_claimed_until < now())
+        RETURNING *
+        """,
+        payment_id,
+        lease_seconds,
+    )
+    return _from_row(row) if row else None
+
+
+async def release_creation_claim(conn: asyncpg.Connection, payment_id: str) -> None:
+    await conn.execute(
+        "UPDATE payments SET create_claimed_until = NULL, updated_at = now()"
+        " WHERE id = $1 AND provider_payment_id IS NULL",
+        payment_id,
+    )
+
+
+async def update_payment(conn: asyncpg.Connection, payment_id: str, changes: dict[str, Any]) -> Payment:
+    """Write the given columns (names checked against the model) and return the new row."""
+    unknown = set(changes) - _UPDATABLE
+    if unknown:
+        raise ValueError(f"not updatable: {sorted(unknown)}")
+    names = sorted(changes)
+    assignments = ", ".join(f"{name} = ${i}" for i, name in enumerate(names, start=2))
+    values = [changes[name].value if isinstance(changes[name], PaymentStatus) else changes[name] for name in names]
+    row = await conn.fetchrow(
+        f"UPDATE payments SET {assignments}, updated_at = now() WHERE id = $1 RETURNING *",
+        payment_id,
+        *values,
+    )
+    if row is None:
+        raise LookupError(f"payment {payment_id} does not exist")
+    return _from_row(row)
+
+
+async def add_event(
+    conn: asyncpg.Connection,
+    payment_id: str,
+    *,
+    source: str,
+    from_status: str | None,
+    to_status: str | None,
+    gateway_status: str | None = None,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    await conn.execute(
+        """
+        INSERT INTO payment_events (payment_id, source, from_status, to_status, gateway_status, detail)
+        VALUES ($1, $2, $3, $4, $5, $6)
+        """,
+        payment_id,
+        source,
+        from_status,
+        to_status,
+        gateway_status,
+        detail,
+    )
+
+
+async def list_events(conn: asyncpg.Connection, payment_id: str) -> list[dict[str, Any]]:
+    rows = await conn.fetch(
+        "SELECT source, from_status, to_status, gateway_status, detail, created_at"
+        " FROM payment_events WHERE payment_id = $1 ORDER BY id",
+        payment_id,
+    )
+    return [dict(row) for row in rows]
+
+
+async def claim_due(
+    conn: asyncpg.Connection, *, limit: int, lease_seconds: float, now: datetime | None = None
+) -> list[Payment]:
+    """Payments whose next look is due, pushed ``lease_seconds`` out so no other scheduler takes them.
+
+    Uses the partial index on ``next_poll_at``; SKIP LOCKED lets two schedulers split the work.
+    """
+    rows = await conn.fetch(
+        """
+        WITH due AS (
+            SELECT id FROM payments
+             WHERE next_poll_at IS NOT NULL AND next_poll_at <= coalesce($3, now())
+             ORDER BY next_poll_at
+             LIMIT $1
+             FOR UPDATE SKIP LOCKED
+        )
+        UPDATE payments p
+           SET next_poll_at = coalesce($3, now()) + make_interval(secs => $2)
+          FROM due WHERE p.id = due.id
+        RETURNING p.*
+        """,
+        limit,
+        lease_seconds,
+        now,
+    )
+    return [_from_row(row) for row in rows]
+
+
+async def list_user_payments(conn: asyncpg.Connection, user_id: str, *, limit: int = 50) -> list[Payment]:
+    rows = await conn.fetch(
+        "SELECT * FROM payments WHERE user_id = $1 ORDER BY created_at DESC LIMIT $2", user_id, limit
+    )
+    return [_from_row(row) for row in rows]

@@ -1,0 +1,27 @@
+"""What a stage needs from the outside world, passed in so tests can call stages directly."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import asyncpg
+from gateway.client import NowPaymentsClient
+
+from settings import Settings
+
+
+class Enqueuer(Protocol):
+    """Sends follow-up messages. Implementations must be safe to call more than once per fact."""
+
+    async def poll_status(self, payment_id: str) -> None: ...
+
+    async def settle_deposit(self, payment_id: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class StageContext:
+    pool: asyncpg.Pool
+    gateway: NowPaymentsClient
+    settings: Settings
+    enqueue: Enqueuer

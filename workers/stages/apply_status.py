@@ -1,0 +1,175 @@
+"""Apply a gateway snapshot to a payment: the one path shared by poll-status and the IPN endpoint.
+
+Forward only: a stale, repeated or unknown status never moves a payment backwards. Every status
+change is recorded as an event. When the payment becomes creditable, settle-deposit is enqueued
+(after commit; the scheduler re-enqueues it if this process dies first).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import structlog
+
+from domain.errors import InvalidRequest
+from domain.payments import (
+    Payment,
+    PaymentStatus,
+    decide_credit,
+    is_forward,
+    map_gateway_status,
+    next_poll_delay,
+)
+from gateway.models import GatewayPayment
+from storage import payments
+from storage.db import transaction
+from workers.context import StageContext
+
+log = structlog.get_logger(__name__)
+
+# How soon the scheduler looks again at a payment that is waiting for its settlement.
+SETTLE_SWEEP_SECONDS = 30.0
+# Used when the gateway gave no expiration estimate.
+DEFAULT_LIFETIME = timedelta(hours=24)
+
+
+class UnknownPayment(InvalidRequest):
+    """The gateway told us about a payment we do not have."""
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    payment: Payment
+    changed: bool
+    settle_due: bool
+
+
+async def apply_gateway_status(
+    ctx: StageContext, snapshot: GatewayPayment, *, source: str, polled: bool = False
+) -> ApplyResult:
+    """Move the payment named by ``snapshot`` forward, in one transaction; enqueue settlement if due."""
+    async with transaction(ctx.pool) as conn:
+        payment = await payments.get_by_provider_id(conn, snapshot.payment_id, for_update=True)
+        if payment is None or (snapshot.order_id and snapshot.order_id != payment.id):
+            raise UnknownPayment(
+                f"no payment with provider id {snapshot.payment_id!r} and order id {snapshot.order_id!r}"
+            )
+        result = await _apply_locked(conn, ctx, payment, snapshot, source=source, polled=polled)
+    if result.settle_due:
+        await ctx.enqueue.settle_deposit(result.payment.id)
+    return result
+
+
+async def _apply_locked(
+    conn: asyncpg.Connection,
+    ctx: StageContext,
+    payment: Payment,
+    snapshot: GatewayPayment,
+    *,
+    source: str,
+    polled: bool,
+) -> ApplyResult:
+    settings = ctx.settings
+    now = datetime.now(UTC)
+    changes: dict[str, Any] = {}
+    target = map_gateway_status(snapshot.status)
+    newer = (
+        snapshot.updated_at is None
+        or payment.gateway_updated_at is None
+        or (snapshot.updated_at >= payment.gateway_updated_at)
+    )
+
+    if target is None:
+        log.warning("gateway_status_unknown", payment_id=payment.id, gateway_status=snapshot.status, source=source)
+    elif is_forward(payment.status, target) or (target is payment.status and newer and not payment.is_terminal):
+        changes.update(_snapshot_fields(payment, snapshot))
+        if target is not payment.status:
+            changes["status"] = target
+    elif target is not payment.status:
+        log.info(
+            "gateway_status_stale",
+            payment_id=payment.id,
+            current=payment.status.value,
+            reported=target.value,
+            source=source,
+        )
+
+    status = changes.get("status", payment.status)
+    expires_at = payment.expires_at or (payment.created_at + DEFAULT_LIFETIME)
+    past_expiry = now >= expires_at + timedelta(seconds=settings.payments_expiry_grace)
+    if polled and past_expiry and status in (PaymentStatus.PENDING, PaymentStatus.CONFIRMING):
+        # The gateway's last word, just fetched, still says nothing arrived: give up on it.
+        if status is PaymentStatus.PENDING:
+            changes["status"] = status = PaymentStatus.EXPIRED
+    if polled and past_expiry and status is PaymentStatus.PARTIALLY_PAID and payment.final_at is None:
+        changes["final_at"] = now
+
+    final_at = changes.get("final_at", payment.final_at)
+    decision = decide_credit(
+        status=status,
+        amount_usd=payment.amount_usd,
+        pay_amount=changes.get("pay_amount", payment.pay_amount),
+        actually_paid=changes.get("actually_paid", payment.actually_paid),
+        past_expiry=final_at is not None,
+        underpaid_policy=settings.payments_underpaid_policy,
+        overpaid_policy=settings.payments_overpaid_policy,
+    )
+    settle_due = decision.creditable and payment.settled_at is None
+    if decision.final or decision.hold_reason:
+        changes["credit_usd"] = decision.credit_usd
+        changes["variance"] = decision.variance.value
+        changes["hold_reason"] = decision.hold_reason
+
+    if polled:
+        changes["poll_attempts"] = payment.poll_attempts + 1
+    if settle_due:
+        changes["next_poll_at"] = now + timedelta(seconds=SETTLE_SWEEP_SECONDS)
+    elif decision.final or status in (PaymentStatus.COMPLETED, PaymentStatus.FAILED, PaymentStatus.REFUNDED):
+        changes["next_poll_at"] = None
+    elif polled:
+        delay = next_poll_delay(
+            payment.poll_attempts + 1,
+            first=settings.payments_poll_first_delay,
+            minimum=settings.payments_poll_min_interval,
+            maximum=settings.payments_poll_max_interval,
+        )
+        changes["next_poll_at"] = now + timedelta(seconds=delay)
+
+    changes = {key: value for key, value in changes.items() if getattr(payment, key) != value}
+    if not changes:
+        return ApplyResult(payment, changed=False, settle_due=settle_due)
+    updated = await payments.update_payment(conn, payment.id, changes)
+    if updated.status is not payment.status:
+        await payments.add_event(
+            conn,
+            payment.id,
+            source=source,
+            from_status=payment.status.value,
+            to_status=updated.status.value,
+            gateway_status=snapshot.status,
+            detail={"actually_paid": snapshot.actually_paid, "payin_hash": snapshot.payin_hash},
+        )
+        log.info(
+            "payment_status_changed",
+            payment_id=payment.id,
+            from_status=payment.status.value,
+            to_status=updated.status.value,
+            source=source,
+        )
+    if decision.hold_reason and payment.hold_reason != decision.hold_reason:
+        log.warning("payment_held_for_review", payment_id=payment.id, reason=decision.hold_reason)
+    return ApplyResult(updated, changed=True, settle_due=settle_due)
+
+
+def _snapshot_fields(payment: Payment, snapshot: GatewayPayment) -> dict[str, Any]:
+    fields: dict[str, Any] = {"gateway_status": snapshot.status}
+    for name in ("actually_paid", "payin_hash", "pay_address", "payin_extra_id", "pay_amount", "network"):
+        value = getattr(snapshot, name)
+        if value is not None:
+            fields[name] = value
+    if snapshot.updated_at is not None:
+        fields["gateway_updated_at"] = snapshot.updated_at
+    return fields
