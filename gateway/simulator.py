@@ -1,0 +1,1064 @@
+"""A local NOWPayments simulator: the offline sandbox for tests and the demo.
+
+It speaks the parts of the REST API our client uses (DESIGN.md §6) with the same shapes,
+error bodies and type drift, signs IPN callbacks the way NOWPayments does, and adds a
+small control API under ``/sim`` (not part of NOWPayments) to drive payments through
+their statuses, inject faults and inspect what happened. State is in memory.
+
+Control API (no key):
+  POST /sim/payments/{id}/status  {"status", "actually_paid"?, "send_ipn"?: true}
+  POST /sim/payments/{id}/play    {"scenario": paid|partial|over|late|failed|expired,
+                                   "send_ipn"?: true, "step_delay"?: 0}
+  GET  /sim/payments/{id}         GET /sim/payments?order_id=...
+  POST /sim/faults {"status"?: 500, "count": n, "path_prefix": "/v1/payment",
+                    "method"?: "POST", "delay"?: seconds}     DELETE /sim/faults
+  GET  /sim/ipn-log[?payment_id=]  GET /sim/requests[?path_prefix=]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import random
+import threading
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_DOWN, ROUND_UP, Decimal, localcontext
+from types import TracebackType
+from typing import Any, Self
+
+from aiohttp import ClientError, ClientSession, ClientTimeout, web
+
+from gateway import wire
+from gateway.signature import canonical_json, sign
+
+log = logging.getLogger(__name__)
+
+GATEWAY_STATUSES = (
+    "waiting",
+    "confirming",
+    "confirmed",
+    "sending",
+    "partially_paid",
+    "finished",
+    "failed",
+    "refunded",
+    "expired",
+)
+PAYMENT_LIFETIME = timedelta(minutes=20)
+SERVICE_FEE = Decimal("0.005")
+IPN_RETRY_DELAYS = (0.5, 1.0, 2.0)  # after the first attempt; 4 attempts in all
+IPN_TIMEOUT = 5.0
+
+_BASE58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+_BECH32 = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
+_HEX = "0123456789abcdef"
+
+
+def _rand(alphabet: str, length: int) -> str:
+    return "".join(random.choice(alphabet) for _ in range(length))
+
+
+@dataclass(frozen=True, slots=True)
+class SimCurrency:
+    code: str
+    name: str
+    network: str
+    precision: int
+    usd_rate: Decimal
+    min_usd: Decimal
+    wallet_regex: str
+    address: Callable[[], str]
+    enabled: bool = True
+    extra_id_regex: str | None = None
+    smart_contract: str | None = None
+    tx_hash: Callable[[], str] = lambda: _rand(_HEX, 64)
+
+    @property
+    def extra_id_exists(self) -> bool:
+        return self.extra_id_regex is not None
+
+    @property
+    def quantum(self) -> Decimal:
+        return Decimal(1).scaleb(-self.precision)
+
+
+def _catalogue() -> dict[str, SimCurrency]:
+    tron_address = lambda: "T" + _rand(_BASE58, 33)  # noqa: E731
+    currencies = [
+        SimCurrency("btc", "Bitcoin", "btc", 8, Decimal("97000.00"), Decimal("2.00"),
+                    "^(bc1|[13])[a-zA-HJ-NP-Z0-9]{25,62}$", lambda: "bc1q" + _rand(_BECH32, 38)),
+        SimCurrency("eth", "Ethereum", "eth", 18, Decimal("3400.00"), Decimal("1.50"),
+                    "^(0x)[0-9A-Fa-f]{40}$", lambda: "0x" + _rand(_HEX, 40),
+                    tx_hash=lambda: "0x" + _rand(_HEX, 64)),
+        SimCurrency("usdttrc20", "Tether USD (Tron)", "trx", 6, Decimal("1.00"), Decimal("1.00"),
+                    "^T[1-9A-HJ-NP-Za-km-z]{33}$", tron_address,
+                    smart_contract="TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t"),
+        SimCurrency("ltc", "Litecoin", "ltc", 8, Decimal("105.00"), Decimal("0.50"),
+                    "^(L|M|3|ltc1)[a-km-zA-HJ-NP-Z0-9]{26,62}$", lambda: "ltc1q" + _rand(_BECH32, 38)),
+        SimCurrency("trx", "Tron", "trx", 6, Decimal("0.25"), Decimal("0.30"),
+                    "^T[1-9A-HJ-NP-Za-km-z]{33}$", tron_address),
+        SimCurrency("xrp", "Ripple", "xrp", 6, Decimal("2.40"), Decimal("0.50"),
+                    "^r[1-9A-HJ-NP-Za-km-z]{24,34}$", lambda: "r" + _rand(_BASE58, 33),
+                    extra_id_regex="^([0-9]{1,10})$"),
+        SimCurrency("doge", "Dogecoin", "doge", 8, Decimal("0.35"), Decimal("1.00"),
+                    "^(D|A|9)[a-km-zA-HJ-NP-Z1-9]{33,34}$", lambda: "D" + _rand(_BASE58, 33),
+                    enabled=False),
+    ]
+    return {c.code: c for c in currencies}
+
+
+CATALOGUE: Mapping[str, SimCurrency] = _catalogue()
+FIAT_USD_RATES: Mapping[str, Decimal] = {"usd": Decimal("1"), "eur": Decimal("1.08")}
+FIAT_PRECISION = 2
+
+# Sandbox `case` values → scenario played by auto-advance.
+CASES = {
+    "success": "paid",
+    "common": "paid",
+    "partially_paid": "partial",
+    "failed": "failed",
+    "fail": "failed",
+    "expired": "expired",
+}
+
+# Each step: (status, actually_paid as a fraction of pay_amount, or None to leave it).
+SCENARIOS: Mapping[str, tuple[tuple[str, Decimal | None], ...]] = {
+    "paid": (("waiting", Decimal(0)), ("confirming", Decimal(1)), ("confirmed", None),
+             ("sending", None), ("finished", None)),
+    "partial": (("waiting", Decimal(0)), ("confirming", Decimal("0.5")), ("partially_paid", None)),
+    "over": (("waiting", Decimal(0)), ("confirming", Decimal("1.5")), ("confirmed", None),
+             ("sending", None), ("finished", None)),
+    "late": (("waiting", Decimal(0)), ("expired", None), ("confirming", Decimal(1)),
+             ("confirmed", None), ("sending", None), ("finished", None)),
+    "failed": (("waiting", Decimal(0)), ("failed", None)),
+    "expired": (("waiting", Decimal(0)), ("expired", None)),
+}
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _iso(moment: datetime) -> str:
+    moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def _millis(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def _plain(amount: Decimal) -> Decimal:
+    """Drop trailing zeros, as a JavaScript number would print (0.00010000 → 0.0001)."""
+    normalized = amount.normalize()
+    return normalized if normalized.as_tuple().exponent <= 0 else normalized.quantize(Decimal(1))
+
+
+@dataclass
+class SimPayment:
+    payment_id: int
+    purchase_id: int
+    status: str
+    pay_address: str
+    payin_extra_id: str | None
+    price_amount: Decimal
+    price_currency: str
+    pay_amount: Decimal
+    pay_currency: str
+    network: str
+    order_id: str | None
+    order_description: str | None
+    ipn_callback_url: str | None
+    case: str | None
+    created_at: datetime
+    updated_at: datetime
+    expiration_estimate_date: datetime
+    actually_paid: Decimal = Decimal(0)
+    payin_hash: str | None = None
+    payout_hash: str | None = None
+    outcome_amount: Decimal | None = None
+    outcome_currency: str | None = None
+    answers: int = 0  # how many API answers carried this payment (drives the type drift)
+
+    def view(self) -> dict[str, Any]:
+        """Stable representation for the control API: ids and amounts as strings."""
+        return {
+            "payment_id": str(self.payment_id),
+            "purchase_id": str(self.purchase_id),
+            "payment_status": self.status,
+            "pay_address": self.pay_address,
+            "payin_extra_id": self.payin_extra_id,
+            "price_amount": wire.decimal_text(self.price_amount),
+            "price_currency": self.price_currency,
+            "pay_amount": wire.decimal_text(self.pay_amount),
+            "actually_paid": wire.decimal_text(self.actually_paid),
+            "pay_currency": self.pay_currency,
+            "network": self.network,
+            "order_id": self.order_id,
+            "order_description": self.order_description,
+            "ipn_callback_url": self.ipn_callback_url,
+            "case": self.case,
+            "payin_hash": self.payin_hash,
+            "payout_hash": self.payout_hash,
+            "outcome_amount": None if self.outcome_amount is None else wire.decimal_text(self.outcome_amount),
+            "outcome_currency": self.outcome_currency,
+            "created_at": _iso(self.created_at),
+            "updated_at": _iso(self.updated_at),
+            "expiration_estimate_date": _iso(self.expiration_estimate_date),
+        }
+
+
+class _ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def _error_response(status: int, code: str, message: str) -> web.Response:
+    body = {"status": False, "statusCode": status, "code": code, "message": message}
+    return web.Response(status=status, text=wire.dumps(body), content_type="application/json")
+
+
+def _json_response(body: Any, status: int = 200) -> web.Response:
+    return web.Response(status=status, text=wire.dumps(body), content_type="application/json")
+
+
+def _bad_params(message: str) -> _ApiError:
+    return _ApiError(400, "INVALID_REQUEST_PARAMS", message)
+
+
+@dataclass
+class _Fault:
+    status: int | None
+    remaining: int
+    path_prefix: str
+    method: str | None
+    delay: float
+
+
+@dataclass
+class SimState:
+    ipn_secret: str
+    api_key: str | None
+    auto_advance_seconds: float | None
+    merchant_coins_key: str
+    payments: dict[int, SimPayment] = field(default_factory=dict)
+    faults: list[_Fault] = field(default_factory=list)
+    ipn_log: list[dict[str, Any]] = field(default_factory=list)
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    http: ClientSession | None = None
+    next_payment_id: int = field(default_factory=lambda: random.randint(4_000_000_000, 5_999_000_000))
+    next_purchase_id: int = field(default_factory=lambda: random.randint(4_000_000_000, 5_999_000_000))
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+
+STATE_KEY: web.AppKey[SimState] = web.AppKey("nowpayments_sim_state", SimState)
+
+
+# -- middlewares ---------------------------------------------------------------------
+
+
+@web.middleware
+async def _api_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    state = request.app[STATE_KEY]
+    path = request.path
+    if not path.startswith("/v1/"):
+        return await handler(request)
+    entry: dict[str, Any] = {"method": request.method, "path": path, "query": request.query_string}
+    state.requests.append(entry)
+    del state.requests[:-10000]
+    response = await _serve_api(state, request, handler)
+    entry["status"] = response.status
+    return response
+
+
+async def _serve_api(
+    state: SimState,
+    request: web.Request,
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+) -> web.StreamResponse:
+    for fault in state.faults:
+        if fault.remaining > 0 and request.path.startswith(fault.path_prefix) and (
+            fault.method is None or fault.method == request.method
+        ):
+            fault.remaining -= 1
+            if fault.delay:
+                await asyncio.sleep(fault.delay)
+            if fault.status is not None:
+                return _fault_response(fault.status)
+            break  # a pure delay: go on and answer normally, late
+    state.faults[:] = [f for f in state.faults if f.remaining > 0]
+
+    if request.path != "/v1/status":
+        presented = request.headers.get("x-api-key", "")
+        valid = bool(presented) and (
+            state.api_key is None or hmac.compare_digest(presented.encode(), state.api_key.encode())
+        )
+        if not valid:
+            return _error_response(403, "INVALID_API_KEY", "Invalid api key")
+    try:
+        return await handler(request)
+    except _ApiError as exc:
+        return _error_response(exc.status, exc.code, exc.message)
+
+
+def _fault_response(status: int) -> web.Response:
+    if status == 429:
+        return _error_response(429, "TOO_MANY_REQUESTS", "Too many requests")
+    if status == 503:
+        return _error_response(503, "SERVICE_UNAVAILABLE", "Service temporarily unavailable")
+    if status >= 500:
+        return _error_response(status, "INTERNAL_ERROR", "Internal server error")
+    return _error_response(status, f"HTTP_{status}", "Injected fault")
+
+
+# -- the NOWPayments API ---------------------------------------------------------------
+
+
+def _state(request: web.Request) -> SimState:
+    return request.app[STATE_KEY]
+
+
+async def _status(request: web.Request) -> web.Response:
+    return _json_response({"message": "OK"})
+
+
+def _currency_wire(index: int, c: SimCurrency) -> dict[str, Any]:
+    return {
+        "id": index + 1,
+        "code": c.code.upper(),
+        "name": c.name,
+        "enable": c.enabled,
+        "wallet_regex": c.wallet_regex,
+        "priority": index + 1,
+        "extra_id_exists": c.extra_id_exists,
+        "extra_id_regex": c.extra_id_regex,
+        "logo_url": f"/images/coins/{c.code}.svg",
+        "track": True,
+        "cg_id": c.name.lower().split(" ")[0],
+        "is_maxlimit": False,
+        "network": c.network,
+        "smart_contract": c.smart_contract,
+        "network_precision": None,
+        "explorer_link_hash": None,
+        "precision": c.precision,
+        "ticker": c.network if c.smart_contract else c.code,
+        "is_defi": False,
+        "is_popular": c.code in ("btc", "eth", "usdttrc20"),
+        "is_stable": c.code == "usdttrc20",
+        "available_for_to_conversion": True,
+    }
+
+
+async def _full_currencies(request: web.Request) -> web.Response:
+    items = [_currency_wire(i, c) for i, c in enumerate(CATALOGUE.values())]
+    return _json_response({"currencies": items})
+
+
+async def _merchant_coins(request: web.Request) -> web.Response:
+    codes = [c.code.upper() for c in CATALOGUE.values() if c.enabled]
+    return _json_response({_state(request).merchant_coins_key: codes})
+
+
+def _crypto(code: object, field_name: str, *, enabled_only: bool = True) -> SimCurrency:
+    if not isinstance(code, str) or not code.strip():
+        raise _bad_params(f'"{field_name}" is required')
+    currency = CATALOGUE.get(code.strip().lower())
+    if currency is None or (enabled_only and not currency.enabled):
+        raise _bad_params(f'"{field_name}" {code} is not supported')
+    return currency
+
+
+def _usd_rate(code: object, field_name: str) -> tuple[Decimal, int]:
+    """USD value of one unit of a fiat or crypto currency, and that currency's precision."""
+    if not isinstance(code, str) or not code.strip():
+        raise _bad_params(f'"{field_name}" is required')
+    lowered = code.strip().lower()
+    if lowered in FIAT_USD_RATES:
+        return FIAT_USD_RATES[lowered], FIAT_PRECISION
+    currency = _crypto(lowered, field_name, enabled_only=False)
+    return currency.usd_rate, currency.precision
+
+
+def _positive_amount(value: object, field_name: str) -> Decimal:
+    if value is None or value == "":
+        raise _bad_params(f'"{field_name}" is required')
+    amount: Decimal | None = None
+    if isinstance(value, Decimal | int) and not isinstance(value, bool):
+        amount = Decimal(value)
+    elif isinstance(value, str):
+        try:
+            amount = Decimal(value.strip())
+        except ArithmeticError:
+            amount = None
+    if amount is None or not amount.is_finite() or amount <= 0:
+        raise _bad_params(f'"{field_name}" must be a positive number')
+    return amount
+
+
+def _min_crypto(currency: SimCurrency) -> Decimal:
+    with localcontext() as ctx:
+        ctx.prec = 60
+        return _plain((currency.min_usd / currency.usd_rate).quantize(currency.quantum, rounding=ROUND_UP))
+
+
+async def _min_amount(request: web.Request) -> web.Response:
+    query = request.query
+    currency = _crypto(query.get("currency_from"), "currency_from", enabled_only=False)
+    body: dict[str, Any] = {
+        "currency_from": currency.code,
+        "currency_to": (query.get("currency_to") or currency.code).lower(),
+        "min_amount": _min_crypto(currency),
+    }
+    fiat = query.get("fiat_equivalent")
+    if fiat:
+        rate = FIAT_USD_RATES.get(fiat.lower())
+        if rate is None:
+            raise _bad_params('"fiat_equivalent" is not supported')
+        body["fiat_equivalent"] = _plain((currency.min_usd / rate).quantize(Decimal("0.01"), rounding=ROUND_UP))
+    return _json_response(body)
+
+
+async def _estimate(request: web.Request) -> web.Response:
+    query = request.query
+    amount = _positive_amount(query.get("amount"), "amount")
+    rate_from, _ = _usd_rate(query.get("currency_from"), "currency_from")
+    rate_to, precision_to = _usd_rate(query.get("currency_to"), "currency_to")
+    with localcontext() as ctx:
+        ctx.prec = 60
+        estimated = (amount * rate_from / rate_to).quantize(Decimal(1).scaleb(-precision_to), rounding=ROUND_DOWN)
+    return _json_response({
+        "currency_from": query["currency_from"].lower(),
+        "amount_from": _plain(amount),
+        "currency_to": query["currency_to"].lower(),
+        "estimated_amount": wire.decimal_text(_plain(estimated)),  # a string, as the gateway sends it
+    })
+
+
+async def _read_json_object(request: web.Request) -> dict[str, Any]:
+    try:
+        body = wire.loads(await request.read())
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise _bad_params("body is not valid JSON") from exc
+    if not isinstance(body, dict):
+        raise _bad_params("body must be a JSON object")
+    return body
+
+
+def _optional_text(body: Mapping[str, Any], key: str) -> str | None:
+    value = body.get(key)
+    if value is None or value == "":
+        return None
+    if isinstance(value, int | Decimal) and not isinstance(value, bool):
+        return str(value)
+    if not isinstance(value, str):
+        raise _bad_params(f'"{key}" must be a string')
+    return value
+
+
+async def _create_payment(request: web.Request) -> web.Response:
+    state = _state(request)
+    body = await _read_json_object(request)
+    price_amount = _positive_amount(body.get("price_amount"), "price_amount")
+    price_currency = body.get("price_currency")
+    price_rate, _ = _usd_rate(price_currency, "price_currency")
+    currency = _crypto(body.get("pay_currency"), "pay_currency")
+    order_id = _optional_text(body, "order_id")
+    description = _optional_text(body, "order_description")
+    callback = _optional_text(body, "ipn_callback_url")
+    if callback is not None and not callback.startswith(("http://", "https://")):
+        raise _bad_params('"ipn_callback_url" must be a valid uri')
+    case = _optional_text(body, "case")
+    if case is not None and case not in CASES:
+        raise _bad_params(f'"case" must be one of {", ".join(CASES)}')
+
+    with localcontext() as ctx:
+        ctx.prec = 60
+        usd_value = price_amount * price_rate
+        pay_amount = (usd_value / currency.usd_rate).quantize(currency.quantum, rounding=ROUND_UP)
+    if usd_value < currency.min_usd:
+        raise _ApiError(400, "AMOUNT_MINIMAL_ERROR",
+                        f"Crypto amount {wire.decimal_text(_plain(pay_amount))} is less than minimal")
+
+    now = _now()
+    payment = SimPayment(
+        payment_id=state.next_payment_id,
+        purchase_id=state.next_purchase_id,
+        status="waiting",
+        pay_address=currency.address(),
+        payin_extra_id=str(random.randint(100_000_000, 999_999_999)) if currency.extra_id_exists else None,
+        price_amount=price_amount,
+        price_currency=str(price_currency).lower(),
+        pay_amount=_plain(pay_amount),
+        pay_currency=currency.code,
+        network=currency.network,
+        order_id=order_id,
+        order_description=description,
+        ipn_callback_url=callback,
+        case=case,
+        created_at=now,
+        updated_at=now,
+        expiration_estimate_date=now + PAYMENT_LIFETIME,
+    )
+    state.next_payment_id += random.randint(1, 97)
+    state.next_purchase_id += random.randint(1, 97)
+    state.payments[payment.payment_id] = payment
+    if state.auto_advance_seconds is not None:
+        scenario = CASES.get(case or "success", "paid")
+        state.spawn(_play(state, payment, scenario, step_delay=state.auto_advance_seconds, send_ipn=True,
+                          first_delay=True))
+    return _json_response(_created_wire(payment), status=201)
+
+
+def _drift_id(value: int, answer: int) -> int | str:
+    return str(value) if answer % 2 == 0 else value
+
+
+def _created_wire(p: SimPayment) -> dict[str, Any]:
+    p.answers += 1
+    n = p.answers
+    return {
+        "payment_id": _drift_id(p.payment_id, n),
+        "payment_status": p.status,
+        "pay_address": p.pay_address,
+        "price_amount": _plain(p.price_amount),
+        "price_currency": p.price_currency,
+        "pay_amount": _plain(p.pay_amount),
+        "amount_received": _plain(p.pay_amount),
+        "pay_currency": p.pay_currency,
+        "order_id": p.order_id,
+        "order_description": p.order_description,
+        "ipn_callback_url": p.ipn_callback_url,
+        "created_at": _iso(p.created_at),
+        "updated_at": _iso(p.updated_at),
+        "purchase_id": _drift_id(p.purchase_id, n + 1),
+        "smart_contract": None,
+        "network": p.network,
+        "network_precision": None,
+        "time_limit": None,
+        "burning_percent": None,
+        "expiration_estimate_date": _iso(p.expiration_estimate_date),
+        "is_fixed_rate": False,
+        "is_fee_paid_by_user": False,
+        "valid_until": _iso(p.expiration_estimate_date),
+        "type": "crypto2crypto",
+        "payin_extra_id": p.payin_extra_id,
+    }
+
+
+def _status_wire(p: SimPayment) -> dict[str, Any]:
+    p.answers += 1
+    n = p.answers
+    pay_amount: Decimal | str = _plain(p.pay_amount)
+    if n % 3 == 1:
+        pay_amount = wire.decimal_text(pay_amount)
+    return {
+        "payment_id": _drift_id(p.payment_id, n),
+        "invoice_id": None,
+        "payment_status": p.status,
+        "pay_address": p.pay_address,
+        "payin_extra_id": p.payin_extra_id,
+        "price_amount": _plain(p.price_amount),
+        "price_currency": p.price_currency,
+        "pay_amount": pay_amount,
+        "actually_paid": _plain(p.actually_paid),
+        "actually_paid_at_fiat": 0,
+        "pay_currency": p.pay_currency,
+        "order_id": p.order_id,
+        "order_description": p.order_description,
+        "purchase_id": _drift_id(p.purchase_id, n + 1),
+        "outcome_amount": None if p.outcome_amount is None else _plain(p.outcome_amount),
+        "outcome_currency": p.outcome_currency,
+        "payout_hash": p.payout_hash,
+        "payin_hash": p.payin_hash,
+        "created_at": _iso(p.created_at),
+        "updated_at": _iso(p.updated_at) if n % 2 == 0 else _millis(p.updated_at),
+        "burning_percent": None,
+        "type": "crypto2crypto",
+        "network": p.network,
+        "expiration_estimate_date": _iso(p.expiration_estimate_date),
+    }
+
+
+def _ipn_wire(p: SimPayment) -> dict[str, Any]:
+    return {
+        "actually_paid": _plain(p.actually_paid),
+        "actually_paid_at_fiat": 0,
+        "fee": {"currency": p.pay_currency, "depositFee": 0, "serviceFee": 0, "withdrawalFee": 0},
+        "invoice_id": None,
+        "order_description": p.order_description,
+        "order_id": p.order_id,
+        "outcome_amount": None if p.outcome_amount is None else _plain(p.outcome_amount),
+        "outcome_currency": p.outcome_currency,
+        "parent_payment_id": None,
+        "pay_address": p.pay_address,
+        "pay_amount": _plain(p.pay_amount),
+        "pay_currency": p.pay_currency,
+        "payin_extra_id": p.payin_extra_id,
+        "payin_hash": p.payin_hash,
+        "payment_extra_ids": None,
+        "payment_id": p.payment_id,
+        "payment_status": p.status,
+        "price_amount": _plain(p.price_amount),
+        "price_currency": p.price_currency,
+        "purchase_id": str(p.purchase_id),
+        "updated_at": _millis(p.updated_at),
+    }
+
+
+def _payment_from_path(state: SimState, raw_id: str) -> SimPayment:
+    if not raw_id.isdigit():
+        raise _bad_params('"paymentID" must be a number')
+    payment = state.payments.get(int(raw_id))
+    if payment is None:
+        raise _ApiError(404, "PAYMENT_NOT_FOUND", "Payment not found")
+    return payment
+
+
+async def _get_payment(request: web.Request) -> web.Response:
+    payment = _payment_from_path(_state(request), request.match_info["payment_id"])
+    return _json_response(_status_wire(payment))
+
+
+# -- status changes and IPN delivery -----------------------------------------------------
+
+
+def _currency_of(p: SimPayment) -> SimCurrency:
+    return CATALOGUE[p.pay_currency]
+
+
+def apply_status(p: SimPayment, status: str, actually_paid: Decimal | None = None) -> None:
+    """Set a status (any, even backwards) and fill what the gateway would have filled."""
+    currency = _currency_of(p)
+    if actually_paid is not None:
+        p.actually_paid = actually_paid
+    elif p.actually_paid == 0 and status in ("confirming", "confirmed", "sending", "finished"):
+        p.actually_paid = p.pay_amount
+    elif p.actually_paid == 0 and status == "partially_paid":
+        p.actually_paid = _plain((p.pay_amount / 2).quantize(currency.quantum, rounding=ROUND_DOWN))
+    p.status = status
+    if p.payin_hash is None and p.actually_paid > 0:
+        p.payin_hash = currency.tx_hash()
+    if p.payout_hash is None and status in ("sending", "finished"):
+        p.payout_hash = currency.tx_hash()
+    if status == "finished":
+        p.outcome_amount = _plain(
+            (p.actually_paid * (1 - SERVICE_FEE)).quantize(currency.quantum, rounding=ROUND_DOWN)
+        )
+        p.outcome_currency = p.pay_currency
+    now = _now()
+    # Strictly increasing at millisecond resolution, so ordering by updated_at is meaningful.
+    minimum = p.updated_at + timedelta(milliseconds=1)
+    p.updated_at = now if now >= minimum else minimum
+
+
+async def _post_ipn(state: SimState, p: SimPayment, url: str, body: bytes, signature: str,
+                    attempt: int) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "url": url,
+        "payment_id": str(p.payment_id),
+        "payment_status": wire.loads(body)["payment_status"],
+        "attempt": attempt,
+        "status": None,
+        "error": None,
+        "ok": False,
+        "body": body.decode("utf-8"),
+        "signature": signature,
+        "at": _iso(_now()),
+    }
+    session = state.http
+    if session is None or session.closed:
+        record["error"] = "simulator is shutting down"
+        state.ipn_log.append(record)
+        return record
+    try:
+        async with session.post(
+            url,
+            data=body,
+            headers={"Content-Type": "application/json", "x-nowpayments-sig": signature},
+            allow_redirects=False,
+        ) as response:
+            await response.read()
+            record["status"] = response.status
+            record["ok"] = 200 <= response.status < 300
+    except (ClientError, TimeoutError, OSError) as exc:
+        record["error"] = type(exc).__name__
+    state.ipn_log.append(record)
+    return record
+
+
+async def _retry_ipn(state: SimState, p: SimPayment, url: str, body: bytes, signature: str) -> None:
+    for attempt, delay in enumerate(IPN_RETRY_DELAYS, start=2):
+        await asyncio.sleep(delay)
+        record = await _post_ipn(state, p, url, body, signature, attempt)
+        if record["ok"]:
+            return
+
+
+async def deliver_ipn(state: SimState, p: SimPayment) -> dict[str, Any] | None:
+    """Send the payment's current status to its callback; first attempt awaited, retries in background."""
+    url = p.ipn_callback_url
+    if not url:
+        return None
+    body = canonical_json(_ipn_wire(p)).encode("utf-8")
+    signature = sign(body, state.ipn_secret)
+    record = await _post_ipn(state, p, url, body, signature, attempt=1)
+    if not record["ok"]:
+        state.spawn(_retry_ipn(state, p, url, body, signature))
+    return record
+
+
+async def _play(state: SimState, p: SimPayment, scenario: str, *, step_delay: float, send_ipn: bool,
+                first_delay: bool = False) -> list[dict[str, Any]]:
+    deliveries: list[dict[str, Any]] = []
+    currency = _currency_of(p)
+    for index, (status, fraction) in enumerate(SCENARIOS[scenario]):
+        if step_delay > 0 and (index > 0 or first_delay):
+            await asyncio.sleep(step_delay)
+        paid = None
+        if fraction is not None:
+            paid = _plain((p.pay_amount * fraction).quantize(currency.quantum, rounding=ROUND_DOWN))
+        apply_status(p, status, paid)
+        if send_ipn:
+            record = await deliver_ipn(state, p)
+            if record is not None:
+                deliveries.append(record)
+    return deliveries
+
+
+# -- control API ----------------------------------------------------------------------
+
+
+def _control_error(status: int, message: str) -> web.Response:
+    return _json_response({"error": message}, status=status)
+
+
+async def _control_body(request: web.Request) -> dict[str, Any] | web.Response:
+    raw = await request.read()
+    if not raw.strip():
+        return {}
+    try:
+        body = wire.loads(raw)
+    except (UnicodeDecodeError, ValueError):
+        return _control_error(400, "body is not valid JSON")
+    if not isinstance(body, dict):
+        return _control_error(400, "body must be a JSON object")
+    return body
+
+
+def _control_payment(request: web.Request) -> SimPayment | web.Response:
+    raw_id = request.match_info["payment_id"]
+    payment = _state(request).payments.get(int(raw_id)) if raw_id.isdigit() else None
+    if payment is None:
+        return _control_error(404, f"no payment {raw_id}")
+    return payment
+
+
+async def _sim_set_status(request: web.Request) -> web.Response:
+    payment = _control_payment(request)
+    if isinstance(payment, web.Response):
+        return payment
+    body = await _control_body(request)
+    if isinstance(body, web.Response):
+        return body
+    status = body.get("status")
+    if not isinstance(status, str) or not status.strip():
+        return _control_error(400, '"status" is required')
+    paid = None
+    if body.get("actually_paid") is not None:
+        try:
+            paid = Decimal(str(body["actually_paid"]))
+        except ArithmeticError:
+            return _control_error(400, '"actually_paid" must be a decimal string')
+        if not paid.is_finite() or paid < 0:
+            return _control_error(400, '"actually_paid" must be a decimal string')
+    apply_status(payment, status.strip(), paid)
+    record = await deliver_ipn(_state(request), payment) if body.get("send_ipn", True) else None
+    return _json_response({"payment": payment.view(), "ipn": record})
+
+
+async def _sim_play(request: web.Request) -> web.Response:
+    payment = _control_payment(request)
+    if isinstance(payment, web.Response):
+        return payment
+    body = await _control_body(request)
+    if isinstance(body, web.Response):
+        return body
+    scenario = body.get("scenario", "paid")
+    if scenario not in SCENARIOS:
+        return _control_error(400, f'"scenario" must be one of {", ".join(SCENARIOS)}')
+    try:
+        step_delay = float(body.get("step_delay", 0))
+    except (TypeError, ValueError):
+        return _control_error(400, '"step_delay" must be a number')
+    deliveries = await _play(_state(request), payment, scenario, step_delay=max(step_delay, 0.0),
+                             send_ipn=bool(body.get("send_ipn", True)))
+    return _json_response({
+        "payment": payment.view(),
+        "steps": [status for status, _ in SCENARIOS[scenario]],
+        "ipn": deliveries,
+    })
+
+
+async def _sim_get_payment(request: web.Request) -> web.Response:
+    payment = _control_payment(request)
+    if isinstance(payment, web.Response):
+        return payment
+    return _json_response(payment.view())
+
+
+async def _sim_list_payments(request: web.Request) -> web.Response:
+    order_id = request.query.get("order_id")
+    payments = [
+        p.view() for p in _state(request).payments.values() if order_id is None or p.order_id == order_id
+    ]
+    return _json_response({"payments": payments, "count": len(payments)})
+
+
+async def _sim_add_fault(request: web.Request) -> web.Response:
+    body = await _control_body(request)
+    if isinstance(body, web.Response):
+        return body
+    status = body.get("status")
+    if status is not None and (not isinstance(status, int) or not 400 <= status <= 599):
+        return _control_error(400, '"status" must be an HTTP error status')
+    count = body.get("count", 1)
+    if not isinstance(count, int) or count < 1:
+        return _control_error(400, '"count" must be a positive integer')
+    prefix = body.get("path_prefix", "/v1/")
+    if not isinstance(prefix, str) or not prefix.startswith("/v1"):
+        return _control_error(400, '"path_prefix" must start with /v1')
+    method = body.get("method")
+    if method is not None and not isinstance(method, str):
+        return _control_error(400, '"method" must be a string')
+    try:
+        delay = float(body.get("delay", 0))
+    except (TypeError, ValueError):
+        return _control_error(400, '"delay" must be a number')
+    if status is None and delay <= 0:
+        return _control_error(400, 'give a "status", a "delay", or both')
+    _state(request).faults.append(
+        _Fault(status=status, remaining=count, path_prefix=prefix,
+               method=method.upper() if method else None, delay=max(delay, 0.0))
+    )
+    return _json_response({"faults": len(_state(request).faults)})
+
+
+async def _sim_clear_faults(request: web.Request) -> web.Response:
+    _state(request).faults.clear()
+    return _json_response({"faults": 0})
+
+
+async def _sim_ipn_log(request: web.Request) -> web.Response:
+    payment_id = request.query.get("payment_id")
+    entries = [e for e in _state(request).ipn_log if payment_id is None or e["payment_id"] == payment_id]
+    return _json_response({"deliveries": entries})
+
+
+async def _sim_requests(request: web.Request) -> web.Response:
+    prefix = request.query.get("path_prefix", "")
+    entries = [e for e in _state(request).requests if e["path"].startswith(prefix)]
+    return _json_response({"requests": entries})
+
+
+# -- app --------------------------------------------------------------------------------
+
+
+def create_simulator_app(
+    *,
+    ipn_secret: str,
+    api_key: str | None = None,
+    auto_advance_seconds: float | None = None,
+    merchant_coins_key: str = "selectedCurrencies",
+) -> web.Application:
+    """The simulator as an aiohttp application (routes under /v1 and /sim).
+
+    `merchant_coins_key` chooses the shape of GET /v1/merchant/coins: "selectedCurrencies"
+    (what live clients see) or "currencies" (the SDK/docs shape).
+    """
+    if not ipn_secret:
+        raise ValueError("ipn_secret is required")
+    if merchant_coins_key not in ("selectedCurrencies", "currencies"):
+        raise ValueError('merchant_coins_key must be "selectedCurrencies" or "currencies"')
+    if auto_advance_seconds is not None and auto_advance_seconds < 0:
+        raise ValueError("auto_advance_seconds must not be negative")
+    app = web.Application(middlewares=[_api_middleware])
+    state = SimState(
+        ipn_secret=ipn_secret,
+        api_key=api_key,
+        auto_advance_seconds=auto_advance_seconds,
+        merchant_coins_key=merchant_coins_key,
+    )
+    app[STATE_KEY] = state
+
+    async def on_startup(app: web.Application) -> None:
+        state.http = ClientSession(timeout=ClientTimeout(total=IPN_TIMEOUT))
+
+    async def on_cleanup(app: web.Application) -> None:
+        for task in list(state.tasks):
+            task.cancel()
+        for task in list(state.tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if state.http is not None:
+            await state.http.close()
+
+    app.on_startup.append(on_startup)
+    app.on_cleanup.append(on_cleanup)
+    app.router.add_get("/v1/status", _status)
+    app.router.add_get("/v1/full-currencies", _full_currencies)
+    app.router.add_get("/v1/merchant/coins", _merchant_coins)
+    app.router.add_get("/v1/min-amount", _min_amount)
+    app.router.add_get("/v1/estimate", _estimate)
+    app.router.add_post("/v1/payment", _create_payment)
+    app.router.add_post("/v1/payment/", _create_payment)
+    app.router.add_get("/v1/payment/{payment_id}", _get_payment)
+    app.router.add_post("/sim/payments/{payment_id}/status", _sim_set_status)
+    app.router.add_post("/sim/payments/{payment_id}/play", _sim_play)
+    app.router.add_get("/sim/payments/{payment_id}", _sim_get_payment)
+    app.router.add_get("/sim/payments", _sim_list_payments)
+    app.router.add_post("/sim/faults", _sim_add_fault)
+    app.router.add_delete("/sim/faults", _sim_clear_faults)
+    app.router.add_get("/sim/ipn-log", _sim_ipn_log)
+    app.router.add_get("/sim/requests", _sim_requests)
+    return app
+
+
+class SimulatorServer:
+    """Runs the simulator on a background thread with its own event loop."""
+
+    def __init__(
+        self,
+        *,
+        ipn_secret: str,
+        api_key: str | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        auto_advance_seconds: float | None = None,
+        merchant_coins_key: str = "selectedCurrencies",
+    ) -> None:
+        self._app = create_simulator_app(
+            ipn_secret=ipn_secret,
+            api_key=api_key,
+            auto_advance_seconds=auto_advance_seconds,
+            merchant_coins_key=merchant_coins_key,
+        )
+        self._host = host
+        self._port = port
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._runner: web.AppRunner | None = None
+        self._bound_port: int | None = None
+
+    def __repr__(self) -> str:
+        where = self.url if self._bound_port is not None else "not started"
+        return f"SimulatorServer({where})"
+
+    @property
+    def state(self) -> SimState:
+        """In-memory state; read it only while no request is running, or use the /sim API."""
+        return self._app[STATE_KEY]
+
+    @property
+    def url(self) -> str:
+        if self._bound_port is None:
+            raise RuntimeError("simulator is not started")
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"http://{host}:{self._bound_port}"
+
+    @property
+    def api_url(self) -> str:
+        return self.url + "/v1"
+
+    def start(self) -> None:
+        if self._thread is not None:
+            raise RuntimeError("simulator already started")
+        loop = asyncio.new_event_loop()
+        ready = threading.Event()
+        failure: list[BaseException] = []
+
+        async def boot() -> None:
+            self._runner = web.AppRunner(self._app, access_log=None)
+            await self._runner.setup()
+            site = web.TCPSite(self._runner, self._host, self._port)
+            await site.start()
+            self._bound_port = int(self._runner.addresses[0][1])
+
+        def run() -> None:
+            asyncio.set_event_loop(loop)
+            try:
+                loop.run_until_complete(boot())
+            except BaseException as exc:
+                failure.append(exc)
+                ready.set()
+                if self._runner is not None:
+                    loop.run_until_complete(self._runner.cleanup())
+                loop.close()
+                return
+            ready.set()
+            try:
+                loop.run_forever()
+            finally:
+                if self._runner is not None:
+                    loop.run_until_complete(self._runner.cleanup())
+                loop.run_until_complete(loop.shutdown_asyncgens())
+                loop.close()
+
+        self._loop = loop
+        self._thread = threading.Thread(target=run, name="nowpayments-simulator", daemon=True)
+        self._thread.start()
+        if not ready.wait(timeout=15):
+            raise RuntimeError("simulator did not start within 15 s")
+        if failure:
+            self._thread.join()
+            self._thread = None
+            raise RuntimeError(f"simulator failed to start: {failure[0]}") from failure[0]
+
+    def stop(self) -> None:
+        thread, loop = self._thread, self._loop
+        if thread is None or loop is None:
+            return
+        if thread.is_alive():
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(timeout=15)
+        self._thread = None
+        self._loop = None
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def serve(
+    host: str,
+    port: int,
+    ipn_secret: str,
+    api_key: str | None,
+    auto_advance_seconds: float | None,
+) -> None:
+    """Run the simulator in the foreground until SIGTERM/SIGINT (`payments simulator`)."""
+    app = create_simulator_app(ipn_secret=ipn_secret, api_key=api_key, auto_advance_seconds=auto_advance_seconds)
+    shown = f"[{host}]" if ":" in host else host
+    log.info("NOWPayments simulator listening on http://%s:%d/v1 (control API under /sim)", shown, port)
+    web.run_app(app, host=host, port=port, handle_signals=True, print=None)
