@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import asyncpg
-from gateway.client import NowPaymentsClient
 
+from gateway.client import NowPaymentsClient
 from settings import Settings
 
 

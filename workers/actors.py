@@ -1,0 +1,61 @@
+"""Thin dramatiq actors: decode the message, call one stage, return.
+
+Queue and actor names are the public message contract (README "Message contract").
+`InvalidRequest` is never retried: the message is dead-lettered with its reason logged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import dramatiq
+from dramatiq.brokers.redis import RedisBroker
+
+from domain.errors import InvalidRequest
+from workers.messages import CreatePaymentRequest, payment_id_message
+from workers.runtime import current_context
+from workers.stages.create_payment import create_payment as create_payment_stage
+from workers.stages.poll_status import poll_status as poll_status_stage
+from workers.stages.settle_deposit import settle_deposit as settle_deposit_stage
+
+QUEUE_CREATE_PAYMENT = "create-payment"
+QUEUE_POLL_STATUS = "poll-status"
+QUEUE_SETTLE_DEPOSIT = "settle-deposit"
+
+# Transient failures (gateway down, database restart, another worker holding a lease) retry with
+# backoff from 1 s up to 5 min, 25 times (about 1.5 h in all), then dead-letter for an operator.
+_RETRY = {"max_retries": 25, "min_backoff": 1_000, "max_backoff": 300_000, "throws": (InvalidRequest,)}
+_TIME_LIMIT_MS = 120_000
+
+
+@dataclass(frozen=True)
+class DepositActors:
+    create_payment: dramatiq.Actor
+    poll_status: dramatiq.Actor
+    settle_deposit: dramatiq.Actor
+
+
+def declare_actors(broker: RedisBroker) -> DepositActors:
+    """Register the deposit actors on ``broker`` (once per broker)."""
+
+    async def create_payment(*args: Any, **kwargs: Any) -> None:
+        request = CreatePaymentRequest.from_message(args, kwargs)
+        await create_payment_stage(current_context(), request)
+
+    async def poll_status(*args: Any, **kwargs: Any) -> None:
+        await poll_status_stage(current_context(), payment_id_message(args, kwargs))
+
+    async def settle_deposit(*args: Any, **kwargs: Any) -> None:
+        await settle_deposit_stage(current_context(), payment_id_message(args, kwargs))
+
+    def declare(fn: Any, queue: str) -> dramatiq.Actor:
+        return dramatiq.actor(
+            fn, broker=broker, actor_name=fn.__name__, queue_name=queue, time_limit=_TIME_LIMIT_MS, **_RETRY
+        )
+
+    return DepositActors(
+        create_payment=declare(create_payment, QUEUE_CREATE_PAYMENT),
+        poll_status=declare(poll_status, QUEUE_POLL_STATUS),
+        settle_deposit=declare(settle_deposit, QUEUE_SETTLE_DEPOSIT),
+    )

@@ -1,0 +1,217 @@
+"""`payments`: one command for every process and operator task.
+
+payments migrate                       apply database migrations (the release phase)
+payments web                           IPN endpoint, JSON API, /healthz, /metrics on $PORT
+payments worker [dramatiq options]     the dramatiq workers (WORKER_PROCESSES, WORKER_THREADS)
+payments scheduler                     enqueue due polls and lost settlements
+payments simulator                     the offline NOWPayments sandbox
+payments currencies sync|list|activate CODE|deactivate CODE
+payments balance USER_ID               balance and recent history
+payments demo                          the whole pipeline end to end, offline by default
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import sys
+from collections.abc import Sequence
+
+from settings import Settings, SettingsError, load_settings
+from workers.log_setup import configure_logging
+
+WORKER_SHUTDOWN_TIMEOUT_MS = 25_000  # platforms kill 30 s after SIGTERM
+
+
+def _settings() -> Settings:
+    settings = load_settings()
+    configure_logging(settings)
+    return settings
+
+
+def cmd_migrate(_: argparse.Namespace) -> int:
+    from storage.db import connect
+    from storage.migrate import migrate
+
+    settings = _settings()
+
+    async def run() -> list[str]:
+        conn = await connect(settings.database_url.get_secret_value())
+        try:
+            return await migrate(conn)
+        finally:
+            await conn.close()
+
+    applied = asyncio.run(run())
+    print(f"migrations applied: {', '.join(applied) if applied else 'none (up to date)'}")
+    return 0
+
+
+def cmd_web(_: argparse.Namespace) -> int:
+    from workers.web import serve
+
+    serve(_settings())
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    settings = _settings()
+    settings.require("nowpayments_api_key")
+    dramatiq = shutil.which("dramatiq") or os.path.join(os.path.dirname(sys.executable), "dramatiq")
+    argv = [
+        dramatiq,
+        "workers.worker_main",
+        "--processes",
+        os.environ.get("WORKER_PROCESSES", "2"),
+        "--threads",
+        os.environ.get("WORKER_THREADS", "8"),
+        "--worker-shutdown-timeout",
+        str(WORKER_SHUTDOWN_TIMEOUT_MS),
+        "--skip-logging",
+        *args.dramatiq_args,
+    ]
+    os.execv(dramatiq, argv)  # noqa: S606 - replaces this process with the dramatiq CLI
+
+
+def cmd_scheduler(_: argparse.Namespace) -> int:
+    from workers.actors import declare_actors
+    from workers.broker import build_broker
+    from workers.enqueue import ActorEnqueuer
+    from workers.scheduler import run_scheduler
+
+    settings = _settings()
+    broker = build_broker(settings)
+    declare_actors(broker)
+    asyncio.run(run_scheduler(settings, ActorEnqueuer(broker)))
+    return 0
+
+
+def cmd_simulator(args: argparse.Namespace) -> int:
+    from gateway.simulator import serve
+
+    configure_logging(level=os.environ.get("LOG_LEVEL", "INFO"), fmt=os.environ.get("LOG_FORMAT", "console"))
+    secret = os.environ.get("NOWPAYMENTS_IPN_SECRET")
+    if not secret:
+        raise SettingsError("NOWPAYMENTS_IPN_SECRET is required for the simulator (it signs IPNs with it)")
+    serve(args.host, args.port, secret, os.environ.get("NOWPAYMENTS_API_KEY"), args.auto_advance)
+    return 0
+
+
+def cmd_currencies(args: argparse.Namespace) -> int:
+    from gateway.client import NowPaymentsClient
+    from storage import currencies
+    from storage.db import create_pool, transaction
+    from workers.stages.sync_currencies import sync_currencies
+
+    settings = _settings()
+
+    async def run() -> int:
+        pool = await create_pool(settings.database_url.get_secret_value(), min_size=1, max_size=2)
+        try:
+            if args.action == "sync":
+                settings.require("nowpayments_api_key")
+                async with NowPaymentsClient(
+                    base_url=settings.gateway_base_url, api_key=settings.nowpayments_api_key
+                ) as gateway:
+                    synced = await sync_currencies(pool, gateway)
+                print(f"synced {len(synced)} currencies ({sum(c.gateway_enabled for c in synced)} enabled)")
+            elif args.action == "list":
+                async with pool.acquire() as conn:
+                    for c in await currencies.list_currencies(conn):
+                        state = "active" if c.active else ("off by operator" if not c.operator_active else "off")
+                        memo = " memo" if c.extra_id_required else ""
+                        print(f"{c.code:12} {c.network or '-':8} min ${c.min_amount_usd or '-':>8} {state}{memo}")
+            else:
+                if not args.code:
+                    print("a currency code is required", file=sys.stderr)
+                    return 2
+                async with transaction(pool) as conn:
+                    found = await currencies.set_operator_active(conn, args.code.lower(), args.action == "activate")
+                if not found:
+                    print(f"no currency {args.code!r}", file=sys.stderr)
+                    return 1
+                print(f"{args.code.lower()} {args.action}d")
+            return 0
+        finally:
+            await pool.close()
+
+    return asyncio.run(run())
+
+
+def cmd_balance(args: argparse.Namespace) -> int:
+    from domain.money import format_usd
+    from storage import ledger
+    from storage.db import connect
+
+    settings = _settings()
+
+    async def run() -> None:
+        conn = await connect(settings.database_url.get_secret_value())
+        try:
+            balance = await ledger.user_balance(conn, args.user_id)
+            history = await ledger.user_history(conn, args.user_id, limit=args.limit)
+        finally:
+            await conn.close()
+        print(f"user {balance.user_id}: balance {format_usd(balance.balance_usd)}, held {format_usd(balance.held_usd)}")
+        print(
+            f"  total deposited {format_usd(balance.total_deposited)}, withdrawn {format_usd(balance.total_withdrawn)}"
+        )
+        for item in history:
+            print(
+                f"  {item.created_at:%Y-%m-%d %H:%M:%S}  {item.type:10} {format_usd(item.amount_usd):>12}"
+                f"  balance after {format_usd(item.balance_after):>12}  {item.description}"
+            )
+
+    asyncio.run(run())
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from workers.demo import run_demo
+
+    return run_demo(keep_running=args.keep_running)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="payments", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("migrate", help="apply database migrations").set_defaults(func=cmd_migrate)
+    sub.add_parser("web", help="serve IPN, API, health and metrics on $PORT").set_defaults(func=cmd_web)
+    worker = sub.add_parser("worker", help="run dramatiq workers (extra args go to dramatiq, e.g. -Q poll-status)")
+    worker.add_argument("dramatiq_args", nargs=argparse.REMAINDER)
+    worker.set_defaults(func=cmd_worker)
+    sub.add_parser("scheduler", help="enqueue due polls").set_defaults(func=cmd_scheduler)
+    sim = sub.add_parser("simulator", help="run the offline NOWPayments simulator")
+    sim.add_argument("--host", default="127.0.0.1")
+    sim.add_argument("--port", type=int, default=int(os.environ.get("SIMULATOR_PORT", "8090")))
+    sim.add_argument("--auto-advance", type=float, default=None, help="seconds between automatic status steps")
+    sim.set_defaults(func=cmd_simulator)
+    cur = sub.add_parser("currencies", help="sync or switch currencies")
+    cur.add_argument("action", choices=["sync", "list", "activate", "deactivate"])
+    cur.add_argument("code", nargs="?")
+    cur.set_defaults(func=cmd_currencies)
+    bal = sub.add_parser("balance", help="show a user's balance and history")
+    bal.add_argument("user_id")
+    bal.add_argument("--limit", type=int, default=20)
+    bal.set_defaults(func=cmd_balance)
+    demo = sub.add_parser("demo", help="run the pipeline end to end against the offline simulator")
+    demo.add_argument("--keep-running", action="store_true", help="leave the processes up after the demo")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except SettingsError as exc:
+        print(exc.code, file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""JSON shapes the HTTP API returns. Money leaves as decimal strings, never JSON floats."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from domain.errors import DomainError
+from domain.links import explorer_link, payment_uri
+from domain.payments import Payment
+from storage.ledger import BalanceView, HistoryItem
+
+
+def _money(value: Decimal | None) -> str | None:
+    return None if value is None else format(value, "f")
+
+
+def _time(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def payment_uri_for(payment: Payment) -> str | None:
+    if not payment.pay_address:
+        return None
+    try:
+        return payment_uri(
+            payment.currency_code, payment.network, payment.pay_address, payment.pay_amount, payment.payin_extra_id
+        )
+    except (ValueError, DomainError):  # an address the URI rules refuse: show no URI rather than a wrong one
+        return None
+
+
+def payment_view(payment: Payment) -> dict[str, Any]:
+    link = explorer_link(
+        payment.network,
+        payment.currency_code,
+        tx_hash=payment.payin_hash,
+        address=None if payment.payin_hash else payment.pay_address,
+    )
+    return {
+        "internal_payment_id": payment.id,
+        "request_id": payment.request_id,
+        "user_id": payment.user_id,
+        "status": payment.status.value,
+        "gateway_status": payment.gateway_status,
+        "amount_usd": _money(payment.amount_usd),
+        "currency_code": payment.currency_code,
+        "description": payment.description,
+        "pay_address": payment.pay_address,
+        "payin_extra_id": payment.payin_extra_id,
+        "pay_amount": _money(payment.pay_amount),
+        "actually_paid": _money(payment.actually_paid),
+        "network": payment.network,
+        "payin_hash": payment.payin_hash,
+        "payment_uri": payment_uri_for(payment),
+        "qr_code_url": f"/v1/payments/{payment.id}/qr.svg" if payment.pay_address else None,
+        "explorer_link": link,
+        "expires_at": _time(payment.expires_at),
+        "credit_usd": _money(payment.credit_usd),
+        "variance": payment.variance,
+        "hold_reason": payment.hold_reason,
+        "settled_at": _time(payment.settled_at),
+        "error_code": payment.error_code,
+        "error_message": payment.error_message,
+        "created_at": _time(payment.created_at),
+        "updated_at": _time(payment.updated_at),
+    }
+
+
+def balance_view(balance: BalanceView) -> dict[str, Any]:
+    return {
+        "user_id": balance.user_id,
+        "balance_usd": _money(balance.balance_usd),
+        "held_usd": _money(balance.held_usd),
+        "total_deposited": _money(balance.total_deposited),
+        "total_withdrawn": _money(balance.total_withdrawn),
+        "last_transaction_at": _time(balance.last_transaction_at),
+    }
+
+
+def history_item_view(item: HistoryItem) -> dict[str, Any]:
+    return {
+        "id": item.entry_id,
+        "type": item.type,
+        "amount_usd": _money(item.amount_usd),
+        "balance_after": _money(item.balance_after),
+        "description": item.description,
+        "reference": item.reference,
+        "created_at": _time(item.created_at),
+    }

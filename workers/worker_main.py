@@ -1,0 +1,17 @@
+"""Module the dramatiq CLI loads in each worker process: `dramatiq workers.worker_main`.
+
+Reads the environment, builds the Redis broker with the worker runtime, declares the actors.
+"""
+
+from __future__ import annotations
+
+from settings import load_settings
+from workers.actors import declare_actors
+from workers.broker import build_broker
+from workers.log_setup import configure_logging
+from workers.runtime import StageRuntime
+
+settings = load_settings()
+configure_logging(settings)
+broker = build_broker(settings, runtime=StageRuntime(settings))
+actors = declare_actors(broker)
