@@ -296,6 +296,9 @@ async def _serve_api(
         ):
             fault.remaining -= 1
             if fault.delay:
+                # Take the whole request first: a slow gateway has received it and will act on
+                # it even if the caller gives up waiting (the ambiguous timeout).
+                await request.read()
                 await asyncio.sleep(fault.delay)
             if fault.status is not None:
                 return _fault_response(fault.status)
