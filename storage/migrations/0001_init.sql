@@ -185,10 +185,16 @@ CREATE TRIGGER ledger_accounts_no_truncate BEFORE TRUNCATE ON ledger_accounts
 -- At commit: each touched ledger transaction has at least two entries summing to zero.
 CREATE FUNCTION ledger_transaction_balanced() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
-    tx_id bigint := CASE WHEN TG_TABLE_NAME = 'ledger_entries' THEN NEW.transaction_id ELSE NEW.id END;
+    tx_id bigint;
     total numeric;
     n integer;
 BEGIN
+    -- Each branch names only its own table's column: plpgsql resolves NEW fields when a line runs.
+    IF TG_TABLE_NAME = 'ledger_entries' THEN
+        tx_id := NEW.transaction_id;
+    ELSE
+        tx_id := NEW.id;
+    END IF;
     SELECT coalesce(sum(amount), 0), count(*) INTO total, n FROM ledger_entries WHERE transaction_id = tx_id;
     IF n < 2 OR total <> 0 THEN
         RAISE EXCEPTION 'ledger transaction % does not balance: % entries summing to %', tx_id, n, total
