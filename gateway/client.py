@@ -250,13 +250,18 @@ class NowPaymentsClient:
                 if not failure.retryable or attempt >= self._max_attempts:
                     log.warning(
                         "gateway request failed: %s (attempt %d/%d, giving up)",
-                        failure.error, attempt, self._max_attempts,
+                        failure.error,
+                        attempt,
+                        self._max_attempts,
                     )
                     raise failure.error from failure.__cause__
                 delay = failure.delay if failure.delay is not None else self._backoff(attempt)
                 log.info(
                     "gateway request failed: %s (attempt %d/%d, retrying in %.2fs)",
-                    failure.error, attempt, self._max_attempts, delay,
+                    failure.error,
+                    attempt,
+                    self._max_attempts,
+                    delay,
                 )
                 await asyncio.sleep(delay)
 

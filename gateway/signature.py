@@ -201,9 +201,7 @@ def verify_ipn(raw_body: bytes, signature: str | None, secret: SecretStr | str) 
     if not signature or not signature.strip():
         raise InvalidSignature("missing signature")
     try:
-        parsed = json.loads(
-            bytes(raw_body).decode("utf-8"), parse_float=Decimal, parse_constant=_refuse_constant
-        )
+        parsed = json.loads(bytes(raw_body).decode("utf-8"), parse_float=Decimal, parse_constant=_refuse_constant)
     except (UnicodeDecodeError, ValueError) as exc:
         raise InvalidSignature("malformed body") from exc
     if not isinstance(parsed, dict):
@@ -213,9 +211,7 @@ def verify_ipn(raw_body: bytes, signature: str | None, secret: SecretStr | str) 
     raw_mac = hmac.new(key, bytes(raw_body), hashlib.sha512).hexdigest().encode("ascii")
     if hmac.compare_digest(raw_mac, presented):
         return parsed
-    canonical_mac = (
-        hmac.new(key, canonical_json(parsed).encode("utf-8"), hashlib.sha512).hexdigest().encode("ascii")
-    )
+    canonical_mac = hmac.new(key, canonical_json(parsed).encode("utf-8"), hashlib.sha512).hexdigest().encode("ascii")
     if hmac.compare_digest(canonical_mac, presented):
         return parsed
     raise InvalidSignature("signature mismatch")

@@ -52,6 +52,7 @@ PAYMENT_LIFETIME = timedelta(minutes=20)
 SERVICE_FEE = Decimal("0.005")
 IPN_RETRY_DELAYS = (0.5, 1.0, 2.0)  # after the first attempt; 4 attempts in all
 IPN_TIMEOUT = 5.0
+_MAX_AMOUNT = Decimal(10) ** 15
 
 _BASE58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 _BECH32 = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
@@ -89,24 +90,73 @@ class SimCurrency:
 def _catalogue() -> dict[str, SimCurrency]:
     tron_address = lambda: "T" + _rand(_BASE58, 33)  # noqa: E731
     currencies = [
-        SimCurrency("btc", "Bitcoin", "btc", 8, Decimal("97000.00"), Decimal("2.00"),
-                    "^(bc1|[13])[a-zA-HJ-NP-Z0-9]{25,62}$", lambda: "bc1q" + _rand(_BECH32, 38)),
-        SimCurrency("eth", "Ethereum", "eth", 18, Decimal("3400.00"), Decimal("1.50"),
-                    "^(0x)[0-9A-Fa-f]{40}$", lambda: "0x" + _rand(_HEX, 40),
-                    tx_hash=lambda: "0x" + _rand(_HEX, 64)),
-        SimCurrency("usdttrc20", "Tether USD (Tron)", "trx", 6, Decimal("1.00"), Decimal("1.00"),
-                    "^T[1-9A-HJ-NP-Za-km-z]{33}$", tron_address,
-                    smart_contract="TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t"),
-        SimCurrency("ltc", "Litecoin", "ltc", 8, Decimal("105.00"), Decimal("0.50"),
-                    "^(L|M|3|ltc1)[a-km-zA-HJ-NP-Z0-9]{26,62}$", lambda: "ltc1q" + _rand(_BECH32, 38)),
-        SimCurrency("trx", "Tron", "trx", 6, Decimal("0.25"), Decimal("0.30"),
-                    "^T[1-9A-HJ-NP-Za-km-z]{33}$", tron_address),
-        SimCurrency("xrp", "Ripple", "xrp", 6, Decimal("2.40"), Decimal("0.50"),
-                    "^r[1-9A-HJ-NP-Za-km-z]{24,34}$", lambda: "r" + _rand(_BASE58, 33),
-                    extra_id_regex="^([0-9]{1,10})$"),
-        SimCurrency("doge", "Dogecoin", "doge", 8, Decimal("0.35"), Decimal("1.00"),
-                    "^(D|A|9)[a-km-zA-HJ-NP-Z1-9]{33,34}$", lambda: "D" + _rand(_BASE58, 33),
-                    enabled=False),
+        SimCurrency(
+            "btc",
+            "Bitcoin",
+            "btc",
+            8,
+            Decimal("97000.00"),
+            Decimal("2.00"),
+            "^(bc1|[13])[a-zA-HJ-NP-Z0-9]{25,62}$",
+            lambda: "bc1q" + _rand(_BECH32, 38),
+        ),
+        SimCurrency(
+            "eth",
+            "Ethereum",
+            "eth",
+            18,
+            Decimal("3400.00"),
+            Decimal("1.50"),
+            "^(0x)[0-9A-Fa-f]{40}$",
+            lambda: "0x" + _rand(_HEX, 40),
+            tx_hash=lambda: "0x" + _rand(_HEX, 64),
+        ),
+        SimCurrency(
+            "usdttrc20",
+            "Tether USD (Tron)",
+            "trx",
+            6,
+            Decimal("1.00"),
+            Decimal("1.00"),
+            "^T[1-9A-HJ-NP-Za-km-z]{33}$",
+            tron_address,
+            smart_contract="TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t",
+        ),
+        SimCurrency(
+            "ltc",
+            "Litecoin",
+            "ltc",
+            8,
+            Decimal("105.00"),
+            Decimal("0.50"),
+            "^(L|M|3|ltc1)[a-km-zA-HJ-NP-Z0-9]{26,62}$",
+            lambda: "ltc1q" + _rand(_BECH32, 38),
+        ),
+        SimCurrency(
+            "trx", "Tron", "trx", 6, Decimal("0.25"), Decimal("0.30"), "^T[1-9A-HJ-NP-Za-km-z]{33}$", tron_address
+        ),
+        SimCurrency(
+            "xrp",
+            "Ripple",
+            "xrp",
+            6,
+            Decimal("2.40"),
+            Decimal("0.50"),
+            "^r[1-9A-HJ-NP-Za-km-z]{24,34}$",
+            lambda: "r" + _rand(_BASE58, 33),
+            extra_id_regex="^([0-9]{1,10})$",
+        ),
+        SimCurrency(
+            "doge",
+            "Dogecoin",
+            "doge",
+            8,
+            Decimal("0.35"),
+            Decimal("1.00"),
+            "^(D|A|9)[a-km-zA-HJ-NP-Z1-9]{33,34}$",
+            lambda: "D" + _rand(_BASE58, 33),
+            enabled=False,
+        ),
     ]
     return {c.code: c for c in currencies}
 
@@ -127,13 +177,29 @@ CASES = {
 
 # Each step: (status, actually_paid as a fraction of pay_amount, or None to leave it).
 SCENARIOS: Mapping[str, tuple[tuple[str, Decimal | None], ...]] = {
-    "paid": (("waiting", Decimal(0)), ("confirming", Decimal(1)), ("confirmed", None),
-             ("sending", None), ("finished", None)),
+    "paid": (
+        ("waiting", Decimal(0)),
+        ("confirming", Decimal(1)),
+        ("confirmed", None),
+        ("sending", None),
+        ("finished", None),
+    ),
     "partial": (("waiting", Decimal(0)), ("confirming", Decimal("0.5")), ("partially_paid", None)),
-    "over": (("waiting", Decimal(0)), ("confirming", Decimal("1.5")), ("confirmed", None),
-             ("sending", None), ("finished", None)),
-    "late": (("waiting", Decimal(0)), ("expired", None), ("confirming", Decimal(1)),
-             ("confirmed", None), ("sending", None), ("finished", None)),
+    "over": (
+        ("waiting", Decimal(0)),
+        ("confirming", Decimal("1.5")),
+        ("confirmed", None),
+        ("sending", None),
+        ("finished", None),
+    ),
+    "late": (
+        ("waiting", Decimal(0)),
+        ("expired", None),
+        ("confirming", Decimal(1)),
+        ("confirmed", None),
+        ("sending", None),
+        ("finished", None),
+    ),
     "failed": (("waiting", Decimal(0)), ("failed", None)),
     "expired": (("waiting", Decimal(0)), ("expired", None)),
 }
@@ -244,8 +310,8 @@ class _Fault:
 
 @dataclass
 class SimState:
-    ipn_secret: str
-    api_key: str | None
+    ipn_secret: str = field(repr=False)
+    api_key: str | None = field(repr=False)
     auto_advance_seconds: float | None
     merchant_coins_key: str
     payments: dict[int, SimPayment] = field(default_factory=dict)
@@ -291,8 +357,10 @@ async def _serve_api(
     handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
 ) -> web.StreamResponse:
     for fault in state.faults:
-        if fault.remaining > 0 and request.path.startswith(fault.path_prefix) and (
-            fault.method is None or fault.method == request.method
+        if (
+            fault.remaining > 0
+            and request.path.startswith(fault.path_prefix)
+            and (fault.method is None or fault.method == request.method)
         ):
             fault.remaining -= 1
             if fault.delay:
@@ -409,6 +477,8 @@ def _positive_amount(value: object, field_name: str) -> Decimal:
             amount = None
     if amount is None or not amount.is_finite() or amount <= 0:
         raise _bad_params(f'"{field_name}" must be a positive number')
+    if amount >= _MAX_AMOUNT:
+        raise _bad_params(f'"{field_name}" is too large')
     return amount
 
 
@@ -443,12 +513,14 @@ async def _estimate(request: web.Request) -> web.Response:
     with localcontext() as ctx:
         ctx.prec = 60
         estimated = (amount * rate_from / rate_to).quantize(Decimal(1).scaleb(-precision_to), rounding=ROUND_DOWN)
-    return _json_response({
-        "currency_from": query["currency_from"].lower(),
-        "amount_from": _plain(amount),
-        "currency_to": query["currency_to"].lower(),
-        "estimated_amount": wire.decimal_text(_plain(estimated)),  # a string, as the gateway sends it
-    })
+    return _json_response(
+        {
+            "currency_from": query["currency_from"].lower(),
+            "amount_from": _plain(amount),
+            "currency_to": query["currency_to"].lower(),
+            "estimated_amount": wire.decimal_text(_plain(estimated)),  # a string, as the gateway sends it
+        }
+    )
 
 
 async def _read_json_object(request: web.Request) -> dict[str, Any]:
@@ -493,8 +565,9 @@ async def _create_payment(request: web.Request) -> web.Response:
         usd_value = price_amount * price_rate
         pay_amount = (usd_value / currency.usd_rate).quantize(currency.quantum, rounding=ROUND_UP)
     if usd_value < currency.min_usd:
-        raise _ApiError(400, "AMOUNT_MINIMAL_ERROR",
-                        f"Crypto amount {wire.decimal_text(_plain(pay_amount))} is less than minimal")
+        raise _ApiError(
+            400, "AMOUNT_MINIMAL_ERROR", f"Crypto amount {wire.decimal_text(_plain(pay_amount))} is less than minimal"
+        )
 
     now = _now()
     payment = SimPayment(
@@ -521,8 +594,9 @@ async def _create_payment(request: web.Request) -> web.Response:
     state.payments[payment.payment_id] = payment
     if state.auto_advance_seconds is not None:
         scenario = CASES.get(case or "success", "paid")
-        state.spawn(_play(state, payment, scenario, step_delay=state.auto_advance_seconds, send_ipn=True,
-                          first_delay=True))
+        state.spawn(
+            _play(state, payment, scenario, step_delay=state.auto_advance_seconds, send_ipn=True, first_delay=True)
+        )
     return _json_response(_created_wire(payment), status=201)
 
 
@@ -658,9 +732,7 @@ def apply_status(p: SimPayment, status: str, actually_paid: Decimal | None = Non
     if p.payout_hash is None and status in ("sending", "finished"):
         p.payout_hash = currency.tx_hash()
     if status == "finished":
-        p.outcome_amount = _plain(
-            (p.actually_paid * (1 - SERVICE_FEE)).quantize(currency.quantum, rounding=ROUND_DOWN)
-        )
+        p.outcome_amount = _plain((p.actually_paid * (1 - SERVICE_FEE)).quantize(currency.quantum, rounding=ROUND_DOWN))
         p.outcome_currency = p.pay_currency
     now = _now()
     # Strictly increasing at millisecond resolution, so ordering by updated_at is meaningful.
@@ -668,8 +740,9 @@ def apply_status(p: SimPayment, status: str, actually_paid: Decimal | None = Non
     p.updated_at = now if now >= minimum else minimum
 
 
-async def _post_ipn(state: SimState, p: SimPayment, url: str, body: bytes, signature: str,
-                    attempt: int) -> dict[str, Any]:
+async def _post_ipn(
+    state: SimState, p: SimPayment, url: str, body: bytes, signature: str, attempt: int
+) -> dict[str, Any]:
     record: dict[str, Any] = {
         "url": url,
         "payment_id": str(p.payment_id),
@@ -724,8 +797,9 @@ async def deliver_ipn(state: SimState, p: SimPayment) -> dict[str, Any] | None:
     return record
 
 
-async def _play(state: SimState, p: SimPayment, scenario: str, *, step_delay: float, send_ipn: bool,
-                first_delay: bool = False) -> list[dict[str, Any]]:
+async def _play(
+    state: SimState, p: SimPayment, scenario: str, *, step_delay: float, send_ipn: bool, first_delay: bool = False
+) -> list[dict[str, Any]]:
     deliveries: list[dict[str, Any]] = []
     currency = _currency_of(p)
     for index, (status, fraction) in enumerate(SCENARIOS[scenario]):
@@ -807,13 +881,16 @@ async def _sim_play(request: web.Request) -> web.Response:
         step_delay = float(body.get("step_delay", 0))
     except (TypeError, ValueError):
         return _control_error(400, '"step_delay" must be a number')
-    deliveries = await _play(_state(request), payment, scenario, step_delay=max(step_delay, 0.0),
-                             send_ipn=bool(body.get("send_ipn", True)))
-    return _json_response({
-        "payment": payment.view(),
-        "steps": [status for status, _ in SCENARIOS[scenario]],
-        "ipn": deliveries,
-    })
+    deliveries = await _play(
+        _state(request), payment, scenario, step_delay=max(step_delay, 0.0), send_ipn=bool(body.get("send_ipn", True))
+    )
+    return _json_response(
+        {
+            "payment": payment.view(),
+            "steps": [status for status, _ in SCENARIOS[scenario]],
+            "ipn": deliveries,
+        }
+    )
 
 
 async def _sim_get_payment(request: web.Request) -> web.Response:
@@ -825,9 +902,7 @@ async def _sim_get_payment(request: web.Request) -> web.Response:
 
 async def _sim_list_payments(request: web.Request) -> web.Response:
     order_id = request.query.get("order_id")
-    payments = [
-        p.view() for p in _state(request).payments.values() if order_id is None or p.order_id == order_id
-    ]
+    payments = [p.view() for p in _state(request).payments.values() if order_id is None or p.order_id == order_id]
     return _json_response({"payments": payments, "count": len(payments)})
 
 
@@ -854,8 +929,13 @@ async def _sim_add_fault(request: web.Request) -> web.Response:
     if status is None and delay <= 0:
         return _control_error(400, 'give a "status", a "delay", or both')
     _state(request).faults.append(
-        _Fault(status=status, remaining=count, path_prefix=prefix,
-               method=method.upper() if method else None, delay=max(delay, 0.0))
+        _Fault(
+            status=status,
+            remaining=count,
+            path_prefix=prefix,
+            method=method.upper() if method else None,
+            delay=max(delay, 0.0),
+        )
     )
     return _json_response({"faults": len(_state(request).faults)})
 
@@ -1064,4 +1144,4 @@ def serve(
     app = create_simulator_app(ipn_secret=ipn_secret, api_key=api_key, auto_advance_seconds=auto_advance_seconds)
     shown = f"[{host}]" if ":" in host else host
     log.info("NOWPayments simulator listening on http://%s:%d/v1 (control API under /sim)", shown, port)
-    web.run_app(app, host=host, port=port, handle_signals=True, print=None)
+    web.run_app(app, host=host, port=port, handle_signals=True, print=None, shutdown_timeout=5.0)

@@ -129,7 +129,9 @@ async def test_eighteen_decimal_places_kept_exact(client: NowPaymentsClient) -> 
 async def test_price_amount_sent_as_exact_json_number(client: NowPaymentsClient, control: Control) -> None:
     order_id = order()
     await client.create_payment(
-        price_amount=Decimal("12.345678901234567891"), price_currency="usd", pay_currency="usdttrc20",
+        price_amount=Decimal("12.345678901234567891"),
+        price_currency="usd",
+        pay_currency="usdttrc20",
         order_id=order_id,
     )
     stored = (await control.payments_for(order_id))[0]
@@ -243,9 +245,7 @@ async def test_transient_500_on_get_is_retried(client: NowPaymentsClient, contro
     assert [r["status"] for r in await control.requests(path)] == [500, 500, 200]
 
 
-async def test_429_on_create_is_retried_without_double_creation(
-    client: NowPaymentsClient, control: Control
-) -> None:
+async def test_429_on_create_is_retried_without_double_creation(client: NowPaymentsClient, control: Control) -> None:
     order_id = order()
     before = len(await control.requests("/v1/payment"))
     await control.fault(status=429, count=2, path_prefix="/v1/payment", method="POST")
@@ -359,5 +359,8 @@ async def test_repr_hides_key() -> None:
 async def test_float_amount_refused(client: NowPaymentsClient) -> None:
     with pytest.raises(TypeError):
         await client.create_payment(
-            price_amount=10.5, price_currency="usd", pay_currency="btc", order_id=order()  # type: ignore[arg-type]
+            price_amount=10.5,
+            price_currency="usd",
+            pay_currency="btc",
+            order_id=order(),  # type: ignore[arg-type]
         )

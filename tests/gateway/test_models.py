@@ -107,8 +107,14 @@ def test_currency_from_wire() -> None:
         )
     )
     assert currency == GatewayCurrency(
-        code="xrp", name="Ripple", network="xrp", ticker="xrp", precision=6,
-        wallet_regex="^r[0-9a-zA-Z]{24,34}$", extra_id_exists=True, extra_id_regex="^([0-9]{1,10})$",
+        code="xrp",
+        name="Ripple",
+        network="xrp",
+        ticker="xrp",
+        precision=6,
+        wallet_regex="^r[0-9a-zA-Z]{24,34}$",
+        extra_id_exists=True,
+        extra_id_regex="^([0-9]{1,10})$",
         enabled=True,
     )
     disabled = GatewayCurrency.from_wire({"code": "DOGE", "enable": False, "precision": "8"})
@@ -116,8 +122,9 @@ def test_currency_from_wire() -> None:
 
 
 def test_min_amount_from_wire() -> None:
-    parsed = MinAmount.from_wire(wire('{"currency_from": "btc", "currency_to": "btc",'
-                                      ' "min_amount": 0.00002062, "fiat_equivalent": 2.0}'))
+    parsed = MinAmount.from_wire(
+        wire('{"currency_from": "btc", "currency_to": "btc", "min_amount": 0.00002062, "fiat_equivalent": 2.0}')
+    )
     assert parsed == MinAmount("btc", "btc", Decimal("0.00002062"), Decimal("2.0"))
     with pytest.raises(GatewayProtocolError):
         MinAmount.from_wire({"currency_from": "btc"})

@@ -93,8 +93,9 @@ def test_array_index_keys_come_first_like_javascript_objects() -> None:
 
 def test_python_json_dumps_differs_for_such_bodies() -> None:
     body = {"actually_paid": Decimal("0.000002"), "price_amount": Decimal("20.0"), "city": "Zürich"}
-    python_form = json.dumps({k: float(v) if isinstance(v, Decimal) else v for k, v in body.items()},
-                             sort_keys=True, separators=(",", ":"))
+    python_form = json.dumps(
+        {k: float(v) if isinstance(v, Decimal) else v for k, v in body.items()}, sort_keys=True, separators=(",", ":")
+    )
     assert python_form != canonical_json(body)
     assert canonical_json(body) == '{"actually_paid":0.000002,"city":"Zürich","price_amount":20}'
 
