@@ -98,6 +98,8 @@ class LedgerPosting:
 
 def deposit_posting(*, payment_id: str, user_id: str, amount_usd: Decimal, description: str) -> LedgerPosting:
     """Credit a user for a deposit the gateway received."""
+    if amount_usd <= ZERO:
+        raise ValueError(f"a deposit credits a positive amount, not {amount_usd}")
     return LedgerPosting(
         idempotency_key=f"deposit:{payment_id}",
         type=TransactionType.DEPOSIT,

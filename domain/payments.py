@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from enum import StrEnum
 
 from domain.money import ZERO, floor_cents
@@ -46,13 +46,14 @@ GATEWAY_STATUS_MAP: dict[str, PaymentStatus] = {
 }
 
 # Progress rank: a payment only ever moves to a higher rank. Terminal statuses share the top rank,
-# so one terminal status never replaces another. partially_paid sits below confirming: the
-# customer may still send the rest, and a later "finished" must win over it.
+# so one terminal status never replaces another. NOWPayments reports partially_paid once the
+# received funds are confirmed short, so it ranks above confirming and confirmed; a top-up that
+# completes the payment still arrives as "finished", which is terminal and wins.
 _RANK: dict[PaymentStatus, int] = {
     PaymentStatus.PENDING: 0,
-    PaymentStatus.PARTIALLY_PAID: 1,
-    PaymentStatus.CONFIRMING: 2,
-    PaymentStatus.CONFIRMED: 3,
+    PaymentStatus.CONFIRMING: 1,
+    PaymentStatus.CONFIRMED: 2,
+    PaymentStatus.PARTIALLY_PAID: 3,
 }
 _TERMINAL_RANK = 10
 
@@ -104,7 +105,10 @@ def received_value_usd(*, price_amount: Decimal, pay_amount: Decimal, actually_p
     """USD value of what arrived: ``actually_paid / pay_amount × price_amount``, floored to the cent."""
     if pay_amount <= ZERO:
         return ZERO
-    return floor_cents(actually_paid * price_amount / pay_amount)
+    # Enough digits that the division itself never rounds up to the next cent before we floor.
+    with localcontext() as exact:
+        exact.prec = 80
+        return floor_cents(actually_paid * price_amount / pay_amount)
 
 
 def decide_credit(
@@ -129,8 +133,10 @@ def decide_credit(
         if not known:
             return CreditDecision(amount_usd, Variance.EXACT, final=True)
         assert pay_amount is not None and actually_paid is not None
-        value = received_value_usd(price_amount=amount_usd, pay_amount=pay_amount, actually_paid=actually_paid)
         variance = _variance(actually_paid, pay_amount)
+        if variance is Variance.EXACT:
+            return CreditDecision(amount_usd, variance, final=True)
+        value = received_value_usd(price_amount=amount_usd, pay_amount=pay_amount, actually_paid=actually_paid)
         return CreditDecision(
             value, variance, final=True, hold_reason=_policy_hold(variance, underpaid_policy, overpaid_policy)
         )
@@ -161,12 +167,18 @@ def _policy_hold(variance: Variance, underpaid: VariancePolicy, overpaid: Varian
     return None
 
 
+# IPN bodies carry amounts as JavaScript doubles (about 16 significant digits), so an 18-decimal
+# amount may come back a few units off in its last places. A relative difference this small is
+# noise, not an under- or over-payment; it is also far below a cent on any real deposit.
+EXACT_TOLERANCE = Decimal("1e-12")
+
+
 def _variance(actually_paid: Decimal, pay_amount: Decimal) -> Variance:
+    if abs(actually_paid - pay_amount) <= pay_amount * EXACT_TOLERANCE:
+        return Variance.EXACT
     if actually_paid < pay_amount:
         return Variance.UNDERPAID
-    if actually_paid > pay_amount:
-        return Variance.OVERPAID
-    return Variance.EXACT
+    return Variance.OVERPAID
 
 
 def next_poll_delay(attempts: int, *, first: float, minimum: float, maximum: float) -> float:

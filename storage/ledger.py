@@ -62,6 +62,12 @@ async def post(conn: asyncpg.Connection, posting: LedgerPosting) -> PostingResul
         return PostingResult(existing, created=False)
     ids = await ensure_accounts(conn, [entry.account for entry in posting.entries])
     ordered = sorted(posting.entries, key=lambda entry: ids[entry.account])
+    # Lock the balance rows first, in id order, so entry ids are drawn in the order balances move:
+    # a user's history sorted by entry id then always chains through balance_after.
+    await conn.execute(
+        "SELECT 1 FROM ledger_accounts WHERE id = ANY($1::bigint[]) AND tracks_balance ORDER BY id FOR UPDATE",
+        sorted(set(ids.values())),
+    )
     await conn.execute(
         """
         INSERT INTO ledger_entries (transaction_id, account_id, amount)

@@ -7,13 +7,17 @@ from decimal import Decimal
 from typing import Any
 
 from domain.errors import DomainError
-from domain.links import explorer_link, payment_uri
+from domain.links import explorer_link, format_crypto_amount, payment_uri
 from domain.payments import Payment
 from storage.ledger import BalanceView, HistoryItem
 
 
 def _money(value: Decimal | None) -> str | None:
     return None if value is None else format(value, "f")
+
+
+def _crypto(value: Decimal | None) -> str | None:
+    return None if value is None else format_crypto_amount(value)
 
 
 def _time(value: datetime | None) -> str | None:
@@ -49,8 +53,8 @@ def payment_view(payment: Payment) -> dict[str, Any]:
         "description": payment.description,
         "pay_address": payment.pay_address,
         "payin_extra_id": payment.payin_extra_id,
-        "pay_amount": _money(payment.pay_amount),
-        "actually_paid": _money(payment.actually_paid),
+        "pay_amount": _crypto(payment.pay_amount),
+        "actually_paid": _crypto(payment.actually_paid),
         "network": payment.network,
         "payin_hash": payment.payin_hash,
         "payment_uri": payment_uri_for(payment),

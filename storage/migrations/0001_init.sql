@@ -92,7 +92,8 @@ CREATE TABLE ledger_accounts (
     created_at      timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT balance_not_negative CHECK (balance >= 0),
     CONSTRAINT balance_tracked_iff_flag CHECK (tracks_balance = (balance IS NOT NULL)),
-    CONSTRAINT user_accounts_have_user CHECK ((kind LIKE 'user_%') = (user_id IS NOT NULL))
+    CONSTRAINT user_accounts_have_user CHECK ((kind LIKE 'user_%') = (user_id IS NOT NULL)),
+    CONSTRAINT user_accounts_track_balance CHECK (tracks_balance = (kind LIKE 'user_%'))
 );
 
 CREATE INDEX ledger_accounts_user ON ledger_accounts (user_id) WHERE user_id IS NOT NULL;

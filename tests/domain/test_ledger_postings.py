@@ -34,9 +34,15 @@ def test_deposit_postings_for_different_payments_have_different_keys():
     assert a.idempotency_key != b.idempotency_key
 
 
-@pytest.mark.parametrize("amount", [D("0"), D("0.001"), D("10.005")])
-def test_deposit_posting_refuses_zero_and_sub_cent(amount):
+@pytest.mark.parametrize("amount", [D("0.001"), D("10.005")])
+def test_deposit_posting_refuses_sub_cent(amount):
     with pytest.raises(ValueError, match="non-zero amount in cents"):
+        deposit_posting(payment_id="PAY_1", user_id="u1", amount_usd=amount, description="")
+
+
+@pytest.mark.parametrize("amount", [D("0"), D("-5.00")])
+def test_deposit_posting_refuses_zero_and_negative(amount):
+    with pytest.raises(ValueError, match="positive amount"):
         deposit_posting(payment_id="PAY_1", user_id="u1", amount_usd=amount, description="")
 
 

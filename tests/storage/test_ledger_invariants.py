@@ -372,14 +372,6 @@ async def test_balance_after_cannot_be_forged_on_insert(pool):
         assert clearing_after is None  # untracked platform accounts record no running balance
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: storage/migrations/0001_init.sql does not tie tracks_balance to kind, so a user account can be "
-        "opened with tracks_balance = false; its balance is NULL, CHECK (balance >= 0) never applies, and "
-        "postings can take the user below zero without any error (invariant_violations() sees nothing either)."
-    ),
-)
 async def test_a_user_account_cannot_be_opened_without_a_tracked_balance(pool):
     async with pool.acquire() as conn:
         with pytest.raises(IntegrityError):
@@ -387,32 +379,6 @@ async def test_a_user_account_cannot_be_opened_without_a_tracked_balance(pool):
                 "INSERT INTO ledger_accounts (code, kind, user_id, tracks_balance)"
                 " VALUES ('user:mallory:available', 'user_available', 'mallory', false)"
             )
-
-
-async def test_untracked_user_account_demonstrates_overdraft(pool):
-    """What the xfail above permits today (kept as a passing test so the hole is visible)."""
-    async with pool.acquire() as conn:
-        await conn.execute(
-            "INSERT INTO ledger_accounts (code, kind, user_id, tracks_balance)"
-            " VALUES ('user:mallory:available', 'user_available', 'mallory', false)"
-        )
-    async with transaction(pool) as conn:
-        await post(
-            conn,
-            LedgerPosting(
-                "withdrawal:WD_M",
-                TransactionType.WITHDRAWAL,
-                "",
-                (Entry(AccountRef.available("mallory"), D("-100.00")), Entry(PAYOUTS, D("100.00"))),
-            ),
-        )
-    async with pool.acquire() as conn:
-        entries_total = await conn.fetchval(
-            "SELECT sum(e.amount) FROM ledger_entries e JOIN ledger_accounts a ON a.id = e.account_id"
-            " WHERE a.code = 'user:mallory:available'"
-        )
-        assert entries_total == D("-100.00")
-        assert await invariant_violations(conn) == []  # the audit does not notice
 
 
 # --- concurrency -------------------------------------------------------------------------------------
