@@ -244,9 +244,7 @@ async def test_late_payment_after_expiry_is_held_for_an_operator(database_url, r
 # -- stale, out-of-order, repeated and unknown statuses ------------------------------------------------------
 
 
-async def test_stale_repeated_and_unknown_statuses_never_move_backwards_or_credit_twice(
-    database_url, redis_namespace
-):
+async def test_stale_repeated_and_unknown_statuses_never_move_backwards_or_credit_twice(database_url, redis_namespace):
     async with Stack(database_url, redis_namespace) as stack:
         user = _ref("user")
         payment = await _create(stack, user, "20.00", "btc")
@@ -334,9 +332,7 @@ async def test_gateway_rejection_at_creation_fails_the_payment_without_retrying(
 
 async def test_transient_gateway_errors_at_creation_are_retried_and_create_once(database_url, redis_namespace):
     async with Stack(database_url, redis_namespace) as stack:
-        await stack.sim_post(
-            "/sim/faults", {"status": 500, "count": 2, "path_prefix": "/v1/payment", "method": "POST"}
-        )
+        await stack.sim_post("/sim/faults", {"status": 500, "count": 2, "path_prefix": "/v1/payment", "method": "POST"})
         user, request_id = _ref("user"), _ref("req")
         # Short backoff for the test; the retry itself is dramatiq's, driven by the actor's exception.
         stack.actors.create_payment.send_with_options(
