@@ -223,12 +223,6 @@ async def test_our_own_expiry_after_grace_when_gateway_still_waiting(database_ur
         assert await _ledger_transactions(stack) == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: workers/stages/apply_status.py drops every field of a snapshot whose status is not forward, "
-    "so funds arriving after 'expired' (scenario 'late') are never recorded and the hold decide_credit "
-    "documents for terminal payments that received funds can never trigger: invisible to operators",
-)
 async def test_late_payment_after_expiry_is_held_for_an_operator(database_url, redis_namespace):
     async with Stack(database_url, redis_namespace) as stack:
         user = _ref("user")

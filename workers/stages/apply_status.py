@@ -88,6 +88,17 @@ async def _apply_locked(
         changes.update(_snapshot_fields(payment, snapshot))
         if target is not payment.status:
             changes["status"] = target
+    elif payment.is_terminal and payment.settled_at is None and _reports_more_funds(payment, snapshot):
+        # Funds after we gave up (e.g. paid after expiry): record them so the payment is held for an
+        # operator; the status stays terminal and nothing is credited automatically.
+        changes.update(_snapshot_fields(payment, snapshot))
+        log.warning(
+            "late_funds_on_closed_payment",
+            payment_id=payment.id,
+            status=payment.status.value,
+            gateway_status=snapshot.status,
+            actually_paid=str(snapshot.actually_paid),
+        )
     elif target is not payment.status:
         log.info(
             "gateway_status_stale",
@@ -160,8 +171,23 @@ async def _apply_locked(
             source=source,
         )
     if decision.hold_reason and payment.hold_reason != decision.hold_reason:
+        await payments.add_event(
+            conn,
+            payment.id,
+            source=source,
+            from_status=updated.status.value,
+            to_status=updated.status.value,
+            gateway_status=snapshot.status,
+            detail={"hold_reason": decision.hold_reason},
+        )
         log.warning("payment_held_for_review", payment_id=payment.id, reason=decision.hold_reason)
     return ApplyResult(updated, changed=True, settle_due=settle_due)
+
+
+def _reports_more_funds(payment: Payment, snapshot: GatewayPayment) -> bool:
+    if snapshot.actually_paid is None:
+        return False
+    return snapshot.actually_paid > (payment.actually_paid or 0)
 
 
 def _snapshot_fields(payment: Payment, snapshot: GatewayPayment) -> dict[str, Any]:
