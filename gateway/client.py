@@ -5,6 +5,12 @@ One `ClientSession` per client, created lazily on the running event loop and clo
 with exponential backoff and jitter; a POST that creates a payment is retried only when we
 know the gateway did not act on it (connection never established, or HTTP 429), because a
 timeout or a dropped connection after sending may already have created the payment.
+
+Payouts (the mass payouts API) also need a JWT from ``POST /auth`` with the account's email
+and password. The client signs in on first use, keeps the token (about 5 minutes valid at
+NOWPayments) for `token_max_age` seconds, and signs in again once when a payout call is
+answered 401; concurrent callers share one sign-in. A payout POST follows the same retry
+rule as a payment POST, and its `unique_external_id` is the reconciliation key.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -24,19 +31,28 @@ from pydantic import SecretStr
 
 from domain.money import decimal_from_wire
 from gateway import wire
-from gateway.errors import GatewayProtocolError, GatewayRejected, GatewayTransientError
-from gateway.models import GatewayCurrency, GatewayPayment, MinAmount
+from gateway.errors import (
+    DUPLICATE_EXTERNAL_ID,
+    GatewayConfigurationError,
+    GatewayProtocolError,
+    GatewayRejected,
+    GatewayTransientError,
+)
+from gateway.models import GatewayCurrency, GatewayPayment, GatewayPayout, MinAmount
 
 log = logging.getLogger(__name__)
 
 _MAX_RETRY_AFTER = 5.0  # seconds; a longer Retry-After is the caller's (the queue's) business
 _MAX_MESSAGE_LENGTH = 300
+_LISTING_PAGE_SIZE = 100
+_LISTING_MAX_PAGES = 20
 
 
 @dataclass(frozen=True, slots=True)
 class _Answer:
     status: int
-    body: Any
+    body: Any  # parsed JSON; None when a 2xx answer was not JSON and the caller allowed that
+    text: str = ""
 
 
 class _Attempt(Exception):
@@ -50,7 +66,14 @@ class _Attempt(Exception):
 
 
 class NowPaymentsClient:
-    """NOWPayments API client. Never shows its API key in repr, logs or errors."""
+    """NOWPayments API client. Never shows its API key, payout email, password or JWT in
+    repr, logs or errors.
+
+    `email`/`password` are only needed for payouts (`create_payout`, `get_payout`,
+    `find_payout_by_external_id`); `validate_address` and `payout_fee` need only the API key.
+    `token_max_age` is how long a JWT is reused before signing in again (NOWPayments issues
+    them for about 5 minutes).
+    """
 
     def __init__(
         self,
@@ -60,6 +83,9 @@ class NowPaymentsClient:
         timeout: float = 10.0,
         max_attempts: int = 3,
         backoff_base: float = 0.2,
+        email: str | SecretStr | None = None,
+        password: SecretStr | None = None,
+        token_max_age: float = 240.0,
     ) -> None:
         if not base_url.startswith(("http://", "https://")):
             raise ValueError("base_url must start with http:// or https://")
@@ -71,6 +97,14 @@ class NowPaymentsClient:
             raise ValueError("max_attempts must be at least 1")
         if backoff_base < 0:
             raise ValueError("backoff_base must not be negative")
+        if (email is None) != (password is None):
+            raise ValueError("give both email and password for payouts, or neither")
+        if password is not None and not isinstance(password, SecretStr):
+            raise TypeError("password must be a pydantic SecretStr")
+        if email is not None and not isinstance(email, str | SecretStr):
+            raise TypeError("email must be a str or a pydantic SecretStr")
+        if token_max_age <= 0:
+            raise ValueError("token_max_age must be positive")
         self._base_url = base_url.rstrip("/")
         self._api_key = api_key
         self._timeout = timeout
@@ -78,12 +112,21 @@ class NowPaymentsClient:
         self._backoff_base = backoff_base
         self._session: aiohttp.ClientSession | None = None
         self._session_loop: asyncio.AbstractEventLoop | None = None
+        # The email is kept as a SecretStr too: it is half of the payout credentials.
+        self._email = SecretStr(email) if isinstance(email, str) else email
+        self._password = password
+        self._token_max_age = token_max_age
+        self._jwt: SecretStr | None = None
+        self._jwt_obtained_at = 0.0
+        self._auth_lock: asyncio.Lock | None = None
+        self._auth_lock_loop: asyncio.AbstractEventLoop | None = None
 
     def __repr__(self) -> str:
         key = "set" if self._api_key is not None and self._api_key.get_secret_value() else "unset"
+        payouts = "set" if self._email is not None else "unset"
         return (
             f"NowPaymentsClient(base_url={self._base_url!r}, api_key=<{key}>, "
-            f"timeout={self._timeout}, max_attempts={self._max_attempts})"
+            f"payout_credentials=<{payouts}>, timeout={self._timeout}, max_attempts={self._max_attempts})"
         )
 
     @property
@@ -123,19 +166,21 @@ class NowPaymentsClient:
     # -- transport -------------------------------------------------------------------
 
     def _scrub(self, text: str) -> str:
-        """Shorten gateway-supplied text and make sure it cannot echo our key back into logs."""
-        if self._api_key is not None:
-            key = self._api_key.get_secret_value()
-            if key:
-                text = text.replace(key, "***")
+        """Shorten gateway-supplied text and make sure it cannot echo a credential into logs."""
+        for secret in (self._api_key, self._email, self._password, self._jwt):
+            value = secret.get_secret_value() if secret is not None else ""
+            if value:
+                text = text.replace(value, "***")
         if len(text) > _MAX_MESSAGE_LENGTH:
             text = text[:_MAX_MESSAGE_LENGTH] + "..."
         return text
 
-    def _headers(self, *, with_body: bool) -> dict[str, str]:
+    def _headers(self, *, with_body: bool, bearer: str | None = None) -> dict[str, str]:
         headers: dict[str, str] = {}
         if self._api_key is not None:
             headers["x-api-key"] = self._api_key.get_secret_value()
+        if bearer is not None:
+            headers["Authorization"] = "Bearer " + bearer
         if with_body:
             headers["Content-Type"] = "application/json"
         return headers
@@ -167,6 +212,8 @@ class NowPaymentsClient:
         params: Mapping[str, str] | None,
         data: bytes | None,
         idempotent: bool,
+        bearer: str | None,
+        expect_json: bool,
     ) -> _Answer:
         session = self._get_session()
         what = f"{method} {path}"
@@ -176,7 +223,7 @@ class NowPaymentsClient:
                 self._base_url + path,
                 params=params,
                 data=data,
-                headers=self._headers(with_body=data is not None),
+                headers=self._headers(with_body=data is not None, bearer=bearer),
                 allow_redirects=False,
             ) as response:
                 status = response.status
@@ -207,7 +254,9 @@ class NowPaymentsClient:
 
         if 200 <= status < 300:
             if parse_error is not None or body is None:
-                raise GatewayProtocolError(f"{what}: HTTP {status} with a body that is not JSON")
+                if expect_json:
+                    raise GatewayProtocolError(f"{what}: HTTP {status} with a body that is not JSON")
+                return _Answer(status, None, raw.decode("utf-8", "replace"))
             return _Answer(status, body)
 
         code, message = self._error_fields(status, body)
@@ -237,6 +286,8 @@ class NowPaymentsClient:
         params: Mapping[str, str] | None = None,
         json_body: Mapping[str, Any] | None = None,
         idempotent: bool | None = None,
+        bearer: str | None = None,
+        expect_json: bool = True,
     ) -> _Answer:
         if idempotent is None:
             idempotent = method == "GET"
@@ -245,7 +296,15 @@ class NowPaymentsClient:
         while True:
             attempt += 1
             try:
-                return await self._attempt(method, path, params=params, data=data, idempotent=idempotent)
+                return await self._attempt(
+                    method,
+                    path,
+                    params=params,
+                    data=data,
+                    idempotent=idempotent,
+                    bearer=bearer,
+                    expect_json=expect_json,
+                )
             except _Attempt as failure:
                 if not failure.retryable or attempt >= self._max_attempts:
                     log.warning(
@@ -264,6 +323,75 @@ class NowPaymentsClient:
                     delay,
                 )
                 await asyncio.sleep(delay)
+
+    # -- payout sign-in (JWT) --------------------------------------------------------
+
+    def _get_auth_lock(self) -> asyncio.Lock:
+        loop = asyncio.get_running_loop()
+        if self._auth_lock is None or self._auth_lock_loop is not loop:
+            self._auth_lock = asyncio.Lock()
+            self._auth_lock_loop = loop
+        return self._auth_lock
+
+    def _usable_token(self, refused: str | None) -> str | None:
+        if self._jwt is None:
+            return None
+        token = self._jwt.get_secret_value()
+        if token == refused or time.monotonic() - self._jwt_obtained_at >= self._token_max_age:
+            return None
+        return token
+
+    async def _bearer(self, *, refused: str | None = None) -> str:
+        """A JWT for payout calls. Signs in when there is none, when it is older than
+        `token_max_age`, or when it is the `refused` one; concurrent callers wait for a single
+        sign-in and then share its token."""
+        token = self._usable_token(refused)
+        if token is not None:
+            return token
+        if self._email is None or self._password is None:
+            raise GatewayConfigurationError("payouts need the account email and password; none were configured")
+        async with self._get_auth_lock():
+            token = self._usable_token(refused)  # someone else may have signed in meanwhile
+            if token is not None:
+                return token
+            self._jwt = None
+            started = time.monotonic()
+            credentials = {"email": self._email.get_secret_value(), "password": self._password.get_secret_value()}
+            # Signing in creates nothing, so it is repeated like a GET on transient failures.
+            answer = await self._request("POST", "/auth", json_body=credentials, idempotent=True)
+            fresh = answer.body.get("token") if isinstance(answer.body, Mapping) else None
+            if not isinstance(fresh, str) or not fresh.strip():
+                raise GatewayProtocolError("POST /auth: no token in the answer")
+            self._jwt = SecretStr(fresh.strip())
+            self._jwt_obtained_at = started
+            log.info("gateway: signed in for payouts")
+            return fresh.strip()
+
+    async def _authed_request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        json_body: Mapping[str, Any] | None = None,
+        idempotent: bool | None = None,
+    ) -> _Answer:
+        """`_request` with a JWT; a 401 answer (an expired or revoked token) makes it sign in
+        again and repeat the call once. That repeat is safe even for a POST: a request refused
+        for its credentials was not acted upon."""
+        token = await self._bearer()
+        try:
+            return await self._request(
+                method, path, params=params, json_body=json_body, idempotent=idempotent, bearer=token
+            )
+        except GatewayRejected as exc:
+            if exc.http_status != 401:
+                raise
+            log.info("gateway: %s %s answered 401 %s; signing in again", method, path.split("?")[0], exc.code)
+        token = await self._bearer(refused=token)
+        return await self._request(
+            method, path, params=params, json_body=json_body, idempotent=idempotent, bearer=token
+        )
 
     # -- API -------------------------------------------------------------------------
 
@@ -365,6 +493,170 @@ class NowPaymentsClient:
         if payment.payment_id != payment_id:
             raise GatewayProtocolError("GET /payment: answer is for a different payment")
         return payment
+
+    # -- payouts (mass payouts API) ----------------------------------------------------
+
+    async def validate_address(self, currency: str, address: str, extra_id: str | None = None) -> bool:
+        """POST /payout/validate-address: True when the gateway answers 200 "OK", False when
+        it refuses the address with a 400 (its message says why). Other errors raise."""
+        body: dict[str, Any] = {"address": _required_text(address, "address"), "currency": currency.lower()}
+        if extra_id is not None:
+            body["extra_id"] = extra_id
+        try:
+            # A pure check: repeating it on a timeout is harmless.
+            answer = await self._request(
+                "POST", "/payout/validate-address", json_body=body, idempotent=True, expect_json=False
+            )
+        except GatewayRejected as exc:
+            if exc.http_status == 400:
+                log.info("gateway: payout address refused for %s (%s)", currency.lower(), exc.code)
+                return False
+            raise
+        if _says_ok(answer):
+            return True
+        raise GatewayProtocolError("POST /payout/validate-address: 2xx answer that is not OK")
+
+    async def payout_fee(self, currency: str, amount: Decimal) -> Decimal:
+        """GET /payout/fee: the network fee NOWPayments charges to send `amount` of `currency`."""
+        params = {"currency": currency.lower(), "amount": wire.decimal_text(_positive_decimal(amount, "amount"))}
+        answer = await self._request("GET", "/payout/fee", params=params)
+        body = _mapping(answer.body, "GET /payout/fee")
+        answered_currency = body.get("currency")
+        if isinstance(answered_currency, str) and answered_currency.strip().lower() != currency.lower():
+            raise GatewayProtocolError("GET /payout/fee: answer is for a different currency")
+        try:
+            fee = decimal_from_wire(body.get("fee"))
+        except (TypeError, ValueError) as exc:
+            raise GatewayProtocolError("GET /payout/fee: fee is not a number") from exc
+        if fee is None or fee < 0:
+            raise GatewayProtocolError("GET /payout/fee: no usable fee")
+        return fee
+
+    async def create_payout(
+        self,
+        *,
+        address: str,
+        currency: str,
+        amount: Decimal,
+        unique_external_id: str,
+        extra_id: str | None = None,
+        ipn_callback_url: str | None = None,
+    ) -> GatewayPayout:
+        """POST /payout with one withdrawal. Needs the JWT (signed in on demand).
+
+        Not repeated after a timeout, a dropped connection or a 5xx: the payout may exist, so
+        `GatewayTransientError` goes back to the caller, who reconciles with
+        `find_payout_by_external_id(unique_external_id)`. If the gateway already has a payout
+        with this `unique_external_id`, `GatewayRejected` with code `DUPLICATE_EXTERNAL_ID`
+        is raised and no second payout is made.
+        """
+        external_id = _required_text(unique_external_id, "unique_external_id")
+        withdrawal: dict[str, Any] = {
+            "address": _required_text(address, "address"),
+            "currency": currency.lower(),
+            "amount": _positive_decimal(amount, "amount"),
+            "unique_external_id": external_id,
+        }
+        if extra_id is not None:
+            withdrawal["extra_id"] = extra_id
+        if ipn_callback_url is not None:
+            withdrawal["ipn_callback_url"] = ipn_callback_url
+        try:
+            answer = await self._authed_request(
+                "POST", "/payout", json_body={"withdrawals": [withdrawal]}, idempotent=False
+            )
+        except GatewayRejected as exc:
+            if _is_duplicate_external_id(exc):
+                raise GatewayRejected(exc.http_status, DUPLICATE_EXTERNAL_ID, exc.message) from exc
+            raise
+        if answer.status not in (200, 201):
+            raise GatewayProtocolError(f"POST /payout: unexpected HTTP {answer.status}")
+        withdrawals = GatewayPayout.many_from_wire(answer.body)
+        mine = [w for w in withdrawals if w.unique_external_id == external_id]
+        if not mine and len(withdrawals) == 1 and withdrawals[0].unique_external_id is None:
+            mine = withdrawals  # the gateway did not echo the id back; ours was the only withdrawal
+        if len(mine) != 1:
+            raise GatewayProtocolError("POST /payout: answer does not hold exactly our withdrawal")
+        return mine[0]
+
+    async def get_payout(self, payout_id: str) -> GatewayPayout:
+        """GET /payout/{id}. `payout_id` is the withdrawal id; the batch id of a one-withdrawal
+        batch is accepted too (the gateway answers with the batch's withdrawals)."""
+        payout_id = str(payout_id).strip()
+        if not payout_id:
+            raise ValueError("payout_id must not be empty")
+        answer = await self._authed_request("GET", "/payout/" + quote(payout_id, safe=""))
+        withdrawals = GatewayPayout.many_from_wire(answer.body)
+        mine = [w for w in withdrawals if w.payout_id == payout_id]
+        if not mine and len(withdrawals) == 1 and withdrawals[0].batch_id == payout_id:
+            mine = withdrawals
+        if len(mine) != 1:
+            raise GatewayProtocolError("GET /payout: answer is not for this payout")
+        return mine[0]
+
+    async def find_payout_by_external_id(self, unique_external_id: str) -> GatewayPayout | None:
+        """The payout carrying `unique_external_id`, or None if the gateway has none.
+
+        This lookup is the reconciliation path: after a crash, or after `create_payout` ended
+        ambiguously (timeout, 5xx) or with `DUPLICATE_EXTERNAL_ID`, it tells whether the
+        gateway acted on the request, without risking a second payout.
+
+        The real API lists payouts with GET /payout (filters batch_id, status, date_from,
+        date_to; order_by, order; limit, page); the simulator also filters on
+        `unique_external_id`, which we send. Every page is filtered again here, so a gateway
+        that ignores that parameter still yields a right answer, newest payouts first, within
+        `_LISTING_MAX_PAGES` pages.
+        """
+        external_id = _required_text(unique_external_id, "unique_external_id")
+        found: dict[str, GatewayPayout] = {}
+        for page in range(_LISTING_MAX_PAGES):
+            params = {
+                "unique_external_id": external_id,
+                "limit": str(_LISTING_PAGE_SIZE),
+                "page": str(page),
+                "order_by": "dateCreated",
+                "order": "desc",
+            }
+            answer = await self._authed_request("GET", "/payout", params=params)
+            listed = GatewayPayout.many_from_wire(answer.body)
+            for payout in listed:
+                if payout.unique_external_id == external_id:
+                    found[payout.payout_id] = payout
+            if found or len(listed) < _LISTING_PAGE_SIZE:
+                break
+        if len(found) > 1:
+            # The gateway promises uniqueness; two payouts for one withdrawal need a human.
+            raise GatewayProtocolError("GET /payout: several payouts carry one unique_external_id")
+        return next(iter(found.values()), None)
+
+
+def _says_ok(answer: _Answer) -> bool:
+    body = answer.body
+    if isinstance(body, str):
+        return body.strip().upper() == "OK"
+    if isinstance(body, Mapping):
+        return str(body.get("message", "")).strip().upper() == "OK" or body.get("result") is True
+    return body is None and answer.text.strip().strip('"').upper() == "OK"
+
+
+def _is_duplicate_external_id(exc: GatewayRejected) -> bool:
+    """Whether a refused payout POST means "this unique_external_id is taken".
+
+    The simulator answers 400 with code DUPLICATE_EXTERNAL_ID; a 409, or a message naming
+    unique_external_id as existing/duplicate, is read the same way.
+    """
+    if exc.code == DUPLICATE_EXTERNAL_ID or exc.http_status == 409:
+        return True
+    message = exc.message.lower()
+    return ("unique_external_id" in message or "external id" in message) and any(
+        word in message for word in ("exist", "duplicate", "already", "taken")
+    )
+
+
+def _required_text(value: str, name: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{name} must be a non-empty string")
+    return value.strip()
 
 
 def _mapping(body: Any, what: str) -> Mapping[str, Any]:

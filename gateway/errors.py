@@ -21,6 +21,11 @@ class GatewayTransientError(GatewayError):
     """
 
 
+DUPLICATE_EXTERNAL_ID = "DUPLICATE_EXTERNAL_ID"
+"""`GatewayRejected.code` when a payout's `unique_external_id` is already taken: the payout
+exists (or existed) at the gateway; read it back with `find_payout_by_external_id`."""
+
+
 class GatewayRejected(GatewayError):
     """A permanent 4xx answer: the gateway understood the request and refused it."""
 
@@ -32,6 +37,10 @@ class GatewayRejected(GatewayError):
 
     def __reduce__(self) -> tuple[type[GatewayRejected], tuple[int, str, str]]:
         return (type(self), (self.http_status, self.code, self.message))
+
+
+class GatewayConfigurationError(GatewayError):
+    """The client lacks what a call needs (e.g. payout email/password); nothing was sent."""
 
 
 class GatewayProtocolError(GatewayError):

@@ -257,3 +257,97 @@ class MinAmount:
             min_amount=_required_decimal(body, "min_amount"),
             fiat_equivalent=_decimal(body, "fiat_equivalent"),
         )
+
+
+PAYOUT_STATUSES = ("CREATING", "WAITING", "PROCESSING", "SENDING", "FINISHED", "FAILED", "REJECTED")
+"""Withdrawal statuses of the mass payouts API, in the gateway's upper case."""
+
+
+def _first_present(body: Mapping[str, Any], *keys: str) -> Any:
+    """The first of `keys` present with a value (the gateway mixes snake and camel case)."""
+    for key in keys:
+        value = body.get(key)
+        if value is not None and value != "":
+            return value
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayPayout:
+    """One withdrawal of a mass payout. `payout_id` is the withdrawal's id, `batch_id` its batch.
+
+    `status` is the raw gateway status, upper-cased (see `PAYOUT_STATUSES`); `hash` is the
+    transaction hash once the gateway has sent it; `error` is the gateway's reason text for a
+    FAILED/REJECTED withdrawal.
+    """
+
+    payout_id: str
+    batch_id: str | None
+    status: str
+    address: str | None
+    currency: str | None
+    amount: Decimal
+    extra_id: str | None = None
+    hash: str | None = None
+    error: str | None = None
+    unique_external_id: str | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_wire(cls, body: Mapping[str, Any], *, batch_id: str | None = None) -> GatewayPayout:
+        """Parse a withdrawal object (from POST/GET /payout or a payout IPN).
+
+        `batch_id` is the enclosing batch's id, used when the withdrawal lacks
+        `batch_withdrawal_id`.
+        """
+        body = _require_mapping(body, "payout")
+        payout_id = _identifier(body, "id")
+        if payout_id is None:
+            raise GatewayProtocolError("payout has no id")
+        status = body.get("status")
+        if not isinstance(status, str) or not status.strip():
+            raise GatewayProtocolError("payout has no status")
+        error = body.get("error")
+        return cls(
+            payout_id=payout_id,
+            batch_id=_identifier(body, "batch_withdrawal_id") or _identifier(body, "batchWithdrawalId") or batch_id,
+            status=status.strip().upper(),
+            address=_text(body, "address"),
+            currency=_code(body, "currency"),
+            amount=_required_decimal(body, "amount"),
+            extra_id=_text(body, "extra_id"),
+            hash=_text(body, "hash"),
+            # `error` is usually text or null; keep anything else readable rather than fail.
+            error=None if error is None or error == "" else (error if isinstance(error, str) else str(error)),
+            unique_external_id=_text(body, "unique_external_id"),
+            created_at=parse_timestamp(_first_present(body, "created_at", "createdAt"), field_name="created_at"),
+            updated_at=parse_timestamp(_first_present(body, "updated_at", "updatedAt"), field_name="updated_at"),
+            raw=dict(body),
+        )
+
+    @classmethod
+    def many_from_wire(cls, body: object, *, batch_id: str | None = None) -> list[GatewayPayout]:
+        """Every withdrawal in a payout answer, whatever its container.
+
+        Accepted: a list of withdrawals; a batch ``{"id", "withdrawals": [...]}``; a listing
+        ``{"payouts"|"data"|"result": [...]}`` whose entries are withdrawals or batches; a
+        single withdrawal object.
+        """
+        if isinstance(body, list):
+            found: list[GatewayPayout] = []
+            for item in body:
+                found.extend(cls.many_from_wire(_require_mapping(item, "payout entry"), batch_id=batch_id))
+            return found
+        body = _require_mapping(body, "payout answer")
+        withdrawals = body.get("withdrawals")
+        if isinstance(withdrawals, list):
+            return cls.many_from_wire(withdrawals, batch_id=_identifier(body, "id") or batch_id)
+        for key in ("payouts", "data", "result"):
+            listed = body.get(key)
+            if isinstance(listed, list):
+                return cls.many_from_wire(listed, batch_id=batch_id)
+        if "id" in body and "status" in body:
+            return [cls.from_wire(body, batch_id=batch_id)]
+        raise GatewayProtocolError("payout answer has no withdrawals")

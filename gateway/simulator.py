@@ -12,17 +12,38 @@ Control API (no key):
   GET  /sim/payments/{id}         GET /sim/payments?order_id=...
   POST /sim/faults {"status"?: 500, "count": n, "path_prefix": "/v1/payment",
                     "method"?: "POST", "delay"?: seconds}     DELETE /sim/faults
-  GET  /sim/ipn-log[?payment_id=]  GET /sim/requests[?path_prefix=]
+  GET  /sim/ipn-log[?payment_id=|?payout_id=]  GET /sim/requests[?path_prefix=]
+
+Payouts (mass payouts API): POST /v1/auth {email, password} gives a JWT valid for
+`jwt_ttl_seconds` (default 300); POST /v1/payout, GET /v1/payout/{id} and GET /v1/payout
+need it as ``Authorization: Bearer`` besides the API key (401 AUTH_REQUIRED when missing or
+expired); /v1/payout/validate-address and /v1/payout/fee need only the key. A second payout
+with a `unique_external_id` already used is refused (400 DUPLICATE_EXTERNAL_ID) and nothing
+is created. Payouts start CREATING and move WAITING → PROCESSING → SENDING → FINISHED, or
+end FAILED/REJECTED; IPNs for them are signed like payment IPNs, with the withdrawal
+object as body. Control API for payouts:
+  POST /sim/payouts/{id}/status  {"status", "send_ipn"?: true, "error"?, "hash"?}
+  POST /sim/payouts/{id}/play    {"scenario": finished|failed|rejected, "send_ipn"?: true,
+                                  "step_delay"?: 0}
+  GET  /sim/payouts/{id}         GET /sim/payouts[?unique_external_id=][&batch_id=][&status=]
+                                 (oldest first, with "count": proves a payout was made once)
+With `auto_advance_seconds`, new payouts play "finished" by themselves. Faults match payout
+paths like any other ("path_prefix": "/v1/payout"); an injected 401 answers AUTH_REQUIRED.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import hashlib
 import hmac
 import logging
 import random
+import re
+import secrets
 import threading
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -52,6 +73,13 @@ PAYMENT_LIFETIME = timedelta(minutes=20)
 SERVICE_FEE = Decimal("0.005")
 IPN_RETRY_DELAYS = (0.5, 1.0, 2.0)  # after the first attempt; 4 attempts in all
 IPN_TIMEOUT = 5.0
+JWT_TTL_SECONDS = 300.0
+PAYOUT_STATUSES = ("CREATING", "WAITING", "PROCESSING", "SENDING", "FINISHED", "FAILED", "REJECTED")
+PAYOUT_SCENARIOS: Mapping[str, tuple[str, ...]] = {
+    "finished": ("WAITING", "PROCESSING", "SENDING", "FINISHED"),
+    "failed": ("WAITING", "PROCESSING", "FAILED"),
+    "rejected": ("REJECTED",),
+}
 _MAX_AMOUNT = Decimal(10) ** 15
 
 _BASE58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
@@ -77,6 +105,7 @@ class SimCurrency:
     extra_id_regex: str | None = None
     smart_contract: str | None = None
     tx_hash: Callable[[], str] = lambda: _rand(_HEX, 64)
+    payout_fee: Decimal = Decimal(0)  # what GET /v1/payout/fee answers, whatever the amount
 
     @property
     def extra_id_exists(self) -> bool:
@@ -99,6 +128,7 @@ def _catalogue() -> dict[str, SimCurrency]:
             Decimal("2.00"),
             "^(bc1|[13])[a-zA-HJ-NP-Z0-9]{25,62}$",
             lambda: "bc1q" + _rand(_BECH32, 38),
+            payout_fee=Decimal("0.00012"),
         ),
         SimCurrency(
             "eth",
@@ -110,6 +140,7 @@ def _catalogue() -> dict[str, SimCurrency]:
             "^(0x)[0-9A-Fa-f]{40}$",
             lambda: "0x" + _rand(_HEX, 40),
             tx_hash=lambda: "0x" + _rand(_HEX, 64),
+            payout_fee=Decimal("0.000731966158472103"),
         ),
         SimCurrency(
             "usdttrc20",
@@ -121,6 +152,7 @@ def _catalogue() -> dict[str, SimCurrency]:
             "^T[1-9A-HJ-NP-Za-km-z]{33}$",
             tron_address,
             smart_contract="TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t",
+            payout_fee=Decimal("1.1"),
         ),
         SimCurrency(
             "ltc",
@@ -130,10 +162,20 @@ def _catalogue() -> dict[str, SimCurrency]:
             Decimal("105.00"),
             Decimal("0.50"),
             "^(L|M|3|ltc1)[a-km-zA-HJ-NP-Z0-9]{26,62}$",
-            lambda: "ltc1q" + _rand(_BECH32, 38),
+            # The gateway's LTC wallet_regex leaves out "l", so generated addresses do too.
+            lambda: "ltc1q" + _rand(_BECH32.replace("l", ""), 38),
+            payout_fee=Decimal("0.001"),
         ),
         SimCurrency(
-            "trx", "Tron", "trx", 6, Decimal("0.25"), Decimal("0.30"), "^T[1-9A-HJ-NP-Za-km-z]{33}$", tron_address
+            "trx",
+            "Tron",
+            "trx",
+            6,
+            Decimal("0.25"),
+            Decimal("0.30"),
+            "^T[1-9A-HJ-NP-Za-km-z]{33}$",
+            tron_address,
+            payout_fee=Decimal("1"),
         ),
         SimCurrency(
             "xrp",
@@ -145,6 +187,7 @@ def _catalogue() -> dict[str, SimCurrency]:
             "^r[1-9A-HJ-NP-Za-km-z]{24,34}$",
             lambda: "r" + _rand(_BASE58, 33),
             extra_id_regex="^([0-9]{1,10})$",
+            payout_fee=Decimal("0.2"),
         ),
         SimCurrency(
             "doge",
@@ -156,6 +199,7 @@ def _catalogue() -> dict[str, SimCurrency]:
             "^(D|A|9)[a-km-zA-HJ-NP-Z1-9]{33,34}$",
             lambda: "D" + _rand(_BASE58, 33),
             enabled=False,
+            payout_fee=Decimal("2"),
         ),
     ]
     return {c.code: c for c in currencies}
@@ -278,6 +322,43 @@ class SimPayment:
         }
 
 
+@dataclass
+class SimPayout:
+    """One withdrawal of a mass payout (`payout_id` is the withdrawal id)."""
+
+    payout_id: int
+    batch_id: int
+    status: str
+    address: str
+    currency: str
+    amount: Decimal
+    extra_id: str | None
+    ipn_callback_url: str | None
+    unique_external_id: str | None
+    created_at: datetime
+    updated_at: datetime | None = None
+    hash: str | None = None
+    error: str | None = None
+
+    def view(self) -> dict[str, Any]:
+        """Stable representation for the control API: ids and amounts as strings."""
+        return {
+            "id": str(self.payout_id),
+            "batch_withdrawal_id": str(self.batch_id),
+            "status": self.status,
+            "address": self.address,
+            "currency": self.currency,
+            "amount": wire.decimal_text(self.amount),
+            "extra_id": self.extra_id,
+            "hash": self.hash,
+            "error": self.error,
+            "unique_external_id": self.unique_external_id,
+            "ipn_callback_url": self.ipn_callback_url,
+            "created_at": _iso(self.created_at),
+            "updated_at": None if self.updated_at is None else _iso(self.updated_at),
+        }
+
+
 class _ApiError(Exception):
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(message)
@@ -314,7 +395,15 @@ class SimState:
     api_key: str | None = field(repr=False)
     auto_advance_seconds: float | None
     merchant_coins_key: str
+    payout_email: str | None = field(default=None, repr=False)
+    payout_password: str | None = field(default=None, repr=False)
+    jwt_ttl_seconds: float = JWT_TTL_SECONDS
     payments: dict[int, SimPayment] = field(default_factory=dict)
+    payouts: dict[int, SimPayout] = field(default_factory=dict)
+    payout_by_external_id: dict[str, int] = field(default_factory=dict)
+    tokens: dict[str, float] = field(default_factory=dict, repr=False)  # JWT → monotonic expiry
+    jwt_key: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
+    payout_answers: int = 0  # drives the payout answers' type drift
     faults: list[_Fault] = field(default_factory=list)
     ipn_log: list[dict[str, Any]] = field(default_factory=list)
     requests: list[dict[str, Any]] = field(default_factory=list)
@@ -322,6 +411,8 @@ class SimState:
     http: ClientSession | None = None
     next_payment_id: int = field(default_factory=lambda: random.randint(4_000_000_000, 5_999_000_000))
     next_purchase_id: int = field(default_factory=lambda: random.randint(4_000_000_000, 5_999_000_000))
+    next_payout_id: int = field(default_factory=lambda: random.randint(5_000_000_000, 5_499_000_000))
+    next_batch_id: int = field(default_factory=lambda: random.randint(5_500_000_000, 5_999_000_000))
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -387,6 +478,8 @@ async def _serve_api(
 
 
 def _fault_response(status: int) -> web.Response:
+    if status == 401:
+        return _auth_required()
     if status == 429:
         return _error_response(429, "TOO_MANY_REQUESTS", "Too many requests")
     if status == 503:
@@ -710,6 +803,273 @@ async def _get_payment(request: web.Request) -> web.Response:
     return _json_response(_status_wire(payment))
 
 
+# -- payouts (mass payouts API) ---------------------------------------------------------
+
+_AUTH_REQUIRED_MESSAGE = "Authorization header is empty (Bearer JWTtoken is required)"
+
+
+def _auth_required(message: str = _AUTH_REQUIRED_MESSAGE) -> web.Response:
+    return _error_response(401, "AUTH_REQUIRED", message)
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _issue_jwt(state: SimState) -> str:
+    """A JWT-shaped token (HS256 over a random per-simulator key); the simulator remembers it."""
+    now = time.time()
+    header = _b64url(wire.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    claims = {"id": "5000000001", "jti": secrets.token_hex(8), "iat": int(now), "exp": int(now + state.jwt_ttl_seconds)}
+    signing_input = header + "." + _b64url(wire.dumps(claims).encode())
+    signature = _b64url(hmac.new(state.jwt_key, signing_input.encode(), hashlib.sha256).digest())
+    token = signing_input + "." + signature
+    moment = time.monotonic()
+    for old in [t for t, expires in state.tokens.items() if expires <= moment]:
+        del state.tokens[old]
+    state.tokens[token] = moment + state.jwt_ttl_seconds
+    return token
+
+
+def _require_bearer(state: SimState, request: web.Request) -> None:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise _ApiError(401, "AUTH_REQUIRED", _AUTH_REQUIRED_MESSAGE)
+    expires = state.tokens.get(token)
+    if expires is None:
+        raise _ApiError(401, "AUTH_REQUIRED", "Invalid token")
+    if expires <= time.monotonic():
+        del state.tokens[token]
+        raise _ApiError(401, "AUTH_REQUIRED", "jwt expired")
+
+
+def _same_secret(given: str, expected: str | None) -> bool:
+    return expected is not None and hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
+
+
+async def _auth(request: web.Request) -> web.Response:
+    state = _state(request)
+    body = await _read_json_object(request)
+    email = body.get("email")
+    password = body.get("password")
+    if not isinstance(email, str) or not email.strip():
+        raise _bad_params('"email" is required')
+    if not isinstance(password, str) or not password:
+        raise _bad_params('"password" is required')
+    # Both compared, always, so the answer time does not tell which one was wrong.
+    email_ok = _same_secret(email.strip().lower(), (state.payout_email or "").strip().lower() or None)
+    password_ok = _same_secret(password, state.payout_password)
+    if not (email_ok and password_ok):
+        raise _ApiError(403, "INVALID_CREDENTIALS", "Invalid email or password")
+    return _json_response({"token": _issue_jwt(state)})
+
+
+def _address_problem(currency: SimCurrency, address: str, extra_id: str | None) -> str | None:
+    """Why the gateway would refuse this destination (catalogue wallet/extra_id rules), or None."""
+    if "\n" in address or not re.search(currency.wallet_regex, address):
+        return f"Invalid payout_address: {currency.code} {address}"
+    if extra_id is not None:
+        if currency.extra_id_regex is None:
+            return f"Currency {currency.code} does not support extra_id"
+        if "\n" in extra_id or not re.search(currency.extra_id_regex, extra_id):
+            return f"Invalid extra_id: {currency.code} {extra_id}"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class _WithdrawalRequest:
+    currency: SimCurrency
+    address: str
+    amount: Decimal
+    extra_id: str | None
+    ipn_callback_url: str | None
+    unique_external_id: str | None
+
+
+def _withdrawal_request(state: SimState, item: object, seen: set[str]) -> _WithdrawalRequest:
+    if not isinstance(item, dict):
+        raise _bad_params('"withdrawals" items must be objects')
+    currency = _crypto(item.get("currency"), "currency")
+    address = item.get("address")
+    if not isinstance(address, str) or not address.strip():
+        raise _bad_params('"address" is required')
+    amount = _positive_amount(item.get("amount"), "amount")
+    with localcontext() as ctx:
+        ctx.prec = 60
+        if amount != amount.quantize(currency.quantum):
+            raise _bad_params(f'"amount" must have at most {currency.precision} decimals')
+    extra_id = _optional_text(item, "extra_id")
+    problem = _address_problem(currency, address, extra_id)
+    if problem is not None:
+        raise _ApiError(400, "BAD_CREATE_WITHDRAWAL", problem)
+    minimum = _min_crypto(currency)
+    if amount < minimum:
+        raise _ApiError(
+            400, "AMOUNT_MINIMAL_ERROR", f"Withdrawal amount is less than minimal {wire.decimal_text(minimum)}"
+        )
+    callback = _optional_text(item, "ipn_callback_url")
+    if callback is not None and not callback.startswith(("http://", "https://")):
+        raise _bad_params('"ipn_callback_url" must be a valid uri')
+    external_id = _optional_text(item, "unique_external_id")
+    if external_id is not None:
+        if external_id in state.payout_by_external_id or external_id in seen:
+            raise _ApiError(
+                400, "DUPLICATE_EXTERNAL_ID", f'Withdrawal with unique_external_id "{external_id}" already exists'
+            )
+        seen.add(external_id)
+    return _WithdrawalRequest(currency, address, amount, extra_id, callback, external_id)
+
+
+def _payout_wire(p: SimPayout, *, drift: int = 0) -> dict[str, Any]:
+    """The withdrawal object. `drift` > 0 varies id/amount/updated_at types as the gateway does."""
+    amount: Decimal | str = wire.decimal_text(_plain(p.amount))
+    payout_id: int | str = str(p.payout_id)
+    updated_at: int | str | None = None if p.updated_at is None else _iso(p.updated_at)
+    if drift:
+        if drift % 2 == 1:
+            payout_id = p.payout_id
+        if drift % 3 == 0:
+            amount = _plain(p.amount)
+        if drift % 2 == 0 and p.updated_at is not None:
+            updated_at = _millis(p.updated_at)
+    return {
+        "id": payout_id,
+        "address": p.address,
+        "currency": p.currency,
+        "amount": amount,
+        "batch_withdrawal_id": str(p.batch_id),
+        "status": p.status,
+        "extra_id": p.extra_id,
+        "hash": p.hash,
+        "error": p.error,
+        "is_request_payouts": False,
+        "ipn_callback_url": p.ipn_callback_url,
+        "unique_external_id": p.unique_external_id,
+        "payout_description": None,
+        "created_at": _iso(p.created_at),
+        "requested_at": None,
+        "updated_at": updated_at,
+    }
+
+
+def _payout_ipn_wire(p: SimPayout) -> dict[str, Any]:
+    return _payout_wire(p)
+
+
+async def _create_payout(request: web.Request) -> web.Response:
+    state = _state(request)
+    _require_bearer(state, request)
+    body = await _read_json_object(request)
+    items = body.get("withdrawals")
+    if not isinstance(items, list) or not items:
+        raise _bad_params('"withdrawals" must be a non-empty array')
+    seen: set[str] = set()
+    wanted = [_withdrawal_request(state, item, seen) for item in items]  # all valid, or nothing is made
+
+    batch_id = state.next_batch_id
+    state.next_batch_id += random.randint(1, 97)
+    now = _now()
+    created: list[SimPayout] = []
+    for w in wanted:
+        payout = SimPayout(
+            payout_id=state.next_payout_id,
+            batch_id=batch_id,
+            status="CREATING",
+            address=w.address,
+            currency=w.currency.code,
+            amount=w.amount,
+            extra_id=w.extra_id,
+            ipn_callback_url=w.ipn_callback_url,
+            unique_external_id=w.unique_external_id,
+            created_at=now,
+        )
+        state.next_payout_id += random.randint(1, 97)
+        state.payouts[payout.payout_id] = payout
+        if payout.unique_external_id is not None:
+            state.payout_by_external_id[payout.unique_external_id] = payout.payout_id
+        created.append(payout)
+        if state.auto_advance_seconds is not None:
+            state.spawn(
+                _play_payout(
+                    state, payout, "finished", step_delay=state.auto_advance_seconds, send_ipn=True, first_delay=True
+                )
+            )
+    return _json_response({"id": str(batch_id), "withdrawals": [_payout_wire(p) for p in created]})
+
+
+async def _get_payout(request: web.Request) -> web.Response:
+    state = _state(request)
+    _require_bearer(state, request)
+    raw_id = request.match_info["payout_id"]
+    if not raw_id.isdigit():
+        raise _bad_params('"id" must be a number')
+    wanted = int(raw_id)
+    single = state.payouts.get(wanted)
+    items = [single] if single is not None else [p for p in state.payouts.values() if p.batch_id == wanted]
+    if not items:
+        raise _ApiError(404, "PAYOUT_NOT_FOUND", "Payout not found")
+    state.payout_answers += 1
+    n = state.payout_answers
+    withdrawals = [_payout_wire(p, drift=n) for p in items]
+    # The gateway answers with the withdrawals as a bare list, or wrapped in their batch.
+    if n % 2 == 1:
+        return _json_response(withdrawals)
+    return _json_response({"id": str(items[0].batch_id), "withdrawals": withdrawals})
+
+
+def _page_param(query: Mapping[str, str], key: str, default: int, maximum: int) -> int:
+    raw = query.get(key)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or int(raw) > maximum:
+        raise _bad_params(f'"{key}" must be an integer between 0 and {maximum}')
+    return int(raw)
+
+
+def _matching_payouts(state: SimState, query: Mapping[str, str]) -> list[SimPayout]:
+    external_id = query.get("unique_external_id")
+    batch_id = query.get("batch_id")
+    status = query.get("status")
+    return [
+        p
+        for p in sorted(state.payouts.values(), key=lambda p: (p.created_at, p.payout_id), reverse=True)
+        if (external_id is None or p.unique_external_id == external_id)
+        and (batch_id is None or str(p.batch_id) == batch_id)
+        and (status is None or p.status == status.upper())
+    ]
+
+
+async def _list_payouts(request: web.Request) -> web.Response:
+    """GET /v1/payout: newest first, paged (limit, page from 0); filters batch_id, status and,
+    beyond the real API, unique_external_id."""
+    state = _state(request)
+    _require_bearer(state, request)
+    limit = max(_page_param(request.query, "limit", 10, 500), 1)
+    page = _page_param(request.query, "page", 0, 1_000_000)
+    matching = _matching_payouts(state, request.query)[page * limit : (page + 1) * limit]
+    state.payout_answers += 1
+    return _json_response({"payouts": [_payout_wire(p, drift=state.payout_answers) for p in matching]})
+
+
+async def _validate_address(request: web.Request) -> web.Response:
+    body = await _read_json_object(request)
+    currency = _crypto(body.get("currency"), "currency")
+    address = body.get("address")
+    if not isinstance(address, str) or not address.strip():
+        raise _bad_params('"address" is required')
+    problem = _address_problem(currency, address, _optional_text(body, "extra_id"))
+    if problem is not None:
+        raise _ApiError(400, "BAD_ADDRESS_VALIDATION_REQUEST", problem)
+    return web.Response(status=200, text="OK", content_type="text/plain")
+
+
+async def _payout_fee(request: web.Request) -> web.Response:
+    currency = _crypto(request.query.get("currency"), "currency")
+    _positive_amount(request.query.get("amount"), "amount")
+    return _json_response({"currency": currency.code, "fee": _plain(currency.payout_fee)})
+
+
 # -- status changes and IPN delivery -----------------------------------------------------
 
 
@@ -741,12 +1101,13 @@ def apply_status(p: SimPayment, status: str, actually_paid: Decimal | None = Non
 
 
 async def _post_ipn(
-    state: SimState, p: SimPayment, url: str, body: bytes, signature: str, attempt: int
+    state: SimState, url: str, body: bytes, signature: str, attempt: int, subject: Mapping[str, Any]
 ) -> dict[str, Any]:
     record: dict[str, Any] = {
         "url": url,
-        "payment_id": str(p.payment_id),
-        "payment_status": wire.loads(body)["payment_status"],
+        "payment_id": None,
+        "payout_id": None,
+        **subject,
         "attempt": attempt,
         "status": None,
         "error": None,
@@ -776,25 +1137,38 @@ async def _post_ipn(
     return record
 
 
-async def _retry_ipn(state: SimState, p: SimPayment, url: str, body: bytes, signature: str) -> None:
+async def _retry_ipn(state: SimState, url: str, body: bytes, signature: str, subject: Mapping[str, Any]) -> None:
     for attempt, delay in enumerate(IPN_RETRY_DELAYS, start=2):
         await asyncio.sleep(delay)
-        record = await _post_ipn(state, p, url, body, signature, attempt)
+        record = await _post_ipn(state, url, body, signature, attempt, subject)
         if record["ok"]:
             return
 
 
-async def deliver_ipn(state: SimState, p: SimPayment) -> dict[str, Any] | None:
-    """Send the payment's current status to its callback; first attempt awaited, retries in background."""
-    url = p.ipn_callback_url
+async def _deliver(
+    state: SimState, url: str | None, payload: Mapping[str, Any], subject: Mapping[str, Any]
+) -> dict[str, Any] | None:
+    """Sign and POST one callback; first attempt awaited, retries in the background."""
     if not url:
         return None
-    body = canonical_json(_ipn_wire(p)).encode("utf-8")
+    body = canonical_json(payload).encode("utf-8")
     signature = sign(body, state.ipn_secret)
-    record = await _post_ipn(state, p, url, body, signature, attempt=1)
+    record = await _post_ipn(state, url, body, signature, 1, subject)
     if not record["ok"]:
-        state.spawn(_retry_ipn(state, p, url, body, signature))
+        state.spawn(_retry_ipn(state, url, body, signature, subject))
     return record
+
+
+async def deliver_ipn(state: SimState, p: SimPayment) -> dict[str, Any] | None:
+    """Send the payment's current status to its callback (if it has one)."""
+    subject = {"payment_id": str(p.payment_id), "payment_status": p.status}
+    return await _deliver(state, p.ipn_callback_url, _ipn_wire(p), subject)
+
+
+async def deliver_payout_ipn(state: SimState, p: SimPayout) -> dict[str, Any] | None:
+    """Send the payout's current state (the withdrawal object) to its callback (if any)."""
+    subject = {"payout_id": str(p.payout_id), "payout_status": p.status}
+    return await _deliver(state, p.ipn_callback_url, _payout_ipn_wire(p), subject)
 
 
 async def _play(
@@ -811,6 +1185,40 @@ async def _play(
         apply_status(p, status, paid)
         if send_ipn:
             record = await deliver_ipn(state, p)
+            if record is not None:
+                deliveries.append(record)
+    return deliveries
+
+
+def apply_payout_status(p: SimPayout, status: str, *, error: str | None = None, tx_hash: str | None = None) -> None:
+    """Set a payout status (any, even backwards) and fill the hash/error the gateway would."""
+    status = status.strip().upper()
+    p.status = status
+    if tx_hash is not None:
+        p.hash = tx_hash
+    elif p.hash is None and status in ("SENDING", "FINISHED"):
+        p.hash = CATALOGUE[p.currency].tx_hash()
+    if error is not None:
+        p.error = error
+    elif p.error is None and status == "FAILED":
+        p.error = "Withdrawal failed: transaction was not sent"
+    elif p.error is None and status == "REJECTED":
+        p.error = "Withdrawal rejected"
+    now = _now()
+    minimum = (p.updated_at or p.created_at) + timedelta(milliseconds=1)
+    p.updated_at = now if now >= minimum else minimum
+
+
+async def _play_payout(
+    state: SimState, p: SimPayout, scenario: str, *, step_delay: float, send_ipn: bool, first_delay: bool = False
+) -> list[dict[str, Any]]:
+    deliveries: list[dict[str, Any]] = []
+    for index, status in enumerate(PAYOUT_SCENARIOS[scenario]):
+        if step_delay > 0 and (index > 0 or first_delay):
+            await asyncio.sleep(step_delay)
+        apply_payout_status(p, status)
+        if send_ipn:
+            record = await deliver_payout_ipn(state, p)
             if record is not None:
                 deliveries.append(record)
     return deliveries
@@ -906,6 +1314,76 @@ async def _sim_list_payments(request: web.Request) -> web.Response:
     return _json_response({"payments": payments, "count": len(payments)})
 
 
+def _control_payout(request: web.Request) -> SimPayout | web.Response:
+    raw_id = request.match_info["payout_id"]
+    payout = _state(request).payouts.get(int(raw_id)) if raw_id.isdigit() else None
+    if payout is None:
+        return _control_error(404, f"no payout {raw_id}")
+    return payout
+
+
+def _optional_control_text(body: Mapping[str, Any], key: str) -> str | web.Response | None:
+    value = body.get(key)
+    if value is not None and not isinstance(value, str):
+        return _control_error(400, f'"{key}" must be a string')
+    return value
+
+
+async def _sim_set_payout_status(request: web.Request) -> web.Response:
+    payout = _control_payout(request)
+    if isinstance(payout, web.Response):
+        return payout
+    body = await _control_body(request)
+    if isinstance(body, web.Response):
+        return body
+    status = body.get("status")
+    if not isinstance(status, str) or not status.strip():
+        return _control_error(400, '"status" is required')
+    error = _optional_control_text(body, "error")
+    tx_hash = _optional_control_text(body, "hash")
+    if isinstance(error, web.Response):
+        return error
+    if isinstance(tx_hash, web.Response):
+        return tx_hash
+    apply_payout_status(payout, status, error=error, tx_hash=tx_hash)
+    record = await deliver_payout_ipn(_state(request), payout) if body.get("send_ipn", True) else None
+    return _json_response({"payout": payout.view(), "ipn": record})
+
+
+async def _sim_play_payout(request: web.Request) -> web.Response:
+    payout = _control_payout(request)
+    if isinstance(payout, web.Response):
+        return payout
+    body = await _control_body(request)
+    if isinstance(body, web.Response):
+        return body
+    scenario = body.get("scenario", "finished")
+    if scenario not in PAYOUT_SCENARIOS:
+        return _control_error(400, f'"scenario" must be one of {", ".join(PAYOUT_SCENARIOS)}')
+    try:
+        step_delay = float(body.get("step_delay", 0))
+    except (TypeError, ValueError):
+        return _control_error(400, '"step_delay" must be a number')
+    deliveries = await _play_payout(
+        _state(request), payout, scenario, step_delay=max(step_delay, 0.0), send_ipn=bool(body.get("send_ipn", True))
+    )
+    return _json_response({"payout": payout.view(), "steps": list(PAYOUT_SCENARIOS[scenario]), "ipn": deliveries})
+
+
+async def _sim_get_payout(request: web.Request) -> web.Response:
+    payout = _control_payout(request)
+    if isinstance(payout, web.Response):
+        return payout
+    return _json_response(payout.view())
+
+
+async def _sim_list_payouts(request: web.Request) -> web.Response:
+    """Every payout (oldest first) matching ?unique_external_id= / ?batch_id= / ?status=."""
+    matching = reversed(_matching_payouts(_state(request), request.query))
+    payouts = [p.view() for p in matching]
+    return _json_response({"payouts": payouts, "count": len(payouts)})
+
+
 async def _sim_add_fault(request: web.Request) -> web.Response:
     body = await _control_body(request)
     if isinstance(body, web.Response):
@@ -947,7 +1425,12 @@ async def _sim_clear_faults(request: web.Request) -> web.Response:
 
 async def _sim_ipn_log(request: web.Request) -> web.Response:
     payment_id = request.query.get("payment_id")
-    entries = [e for e in _state(request).ipn_log if payment_id is None or e["payment_id"] == payment_id]
+    payout_id = request.query.get("payout_id")
+    entries = [
+        e
+        for e in _state(request).ipn_log
+        if (payment_id is None or e["payment_id"] == payment_id) and (payout_id is None or e["payout_id"] == payout_id)
+    ]
     return _json_response({"deliveries": entries})
 
 
@@ -966,11 +1449,16 @@ def create_simulator_app(
     api_key: str | None = None,
     auto_advance_seconds: float | None = None,
     merchant_coins_key: str = "selectedCurrencies",
+    payout_email: str | None = None,
+    payout_password: str | None = None,
+    jwt_ttl_seconds: float = JWT_TTL_SECONDS,
 ) -> web.Application:
     """The simulator as an aiohttp application (routes under /v1 and /sim).
 
     `merchant_coins_key` chooses the shape of GET /v1/merchant/coins: "selectedCurrencies"
-    (what live clients see) or "currencies" (the SDK/docs shape).
+    (what live clients see) or "currencies" (the SDK/docs shape). `payout_email` and
+    `payout_password` are the account credentials POST /v1/auth accepts (without them every
+    sign-in is refused); its tokens expire after `jwt_ttl_seconds`.
     """
     if not ipn_secret:
         raise ValueError("ipn_secret is required")
@@ -978,12 +1466,19 @@ def create_simulator_app(
         raise ValueError('merchant_coins_key must be "selectedCurrencies" or "currencies"')
     if auto_advance_seconds is not None and auto_advance_seconds < 0:
         raise ValueError("auto_advance_seconds must not be negative")
+    if (payout_email is None) != (payout_password is None):
+        raise ValueError("give both payout_email and payout_password, or neither")
+    if jwt_ttl_seconds <= 0:
+        raise ValueError("jwt_ttl_seconds must be positive")
     app = web.Application(middlewares=[_api_middleware])
     state = SimState(
         ipn_secret=ipn_secret,
         api_key=api_key,
         auto_advance_seconds=auto_advance_seconds,
         merchant_coins_key=merchant_coins_key,
+        payout_email=payout_email,
+        payout_password=payout_password,
+        jwt_ttl_seconds=jwt_ttl_seconds,
     )
     app[STATE_KEY] = state
 
@@ -1009,10 +1504,21 @@ def create_simulator_app(
     app.router.add_post("/v1/payment", _create_payment)
     app.router.add_post("/v1/payment/", _create_payment)
     app.router.add_get("/v1/payment/{payment_id}", _get_payment)
+    app.router.add_post("/v1/auth", _auth)
+    # The fixed /v1/payout/... paths before the {payout_id} one, which would match them too.
+    app.router.add_post("/v1/payout/validate-address", _validate_address)
+    app.router.add_get("/v1/payout/fee", _payout_fee)
+    app.router.add_post("/v1/payout", _create_payout)
+    app.router.add_get("/v1/payout", _list_payouts)
+    app.router.add_get("/v1/payout/{payout_id}", _get_payout)
     app.router.add_post("/sim/payments/{payment_id}/status", _sim_set_status)
     app.router.add_post("/sim/payments/{payment_id}/play", _sim_play)
     app.router.add_get("/sim/payments/{payment_id}", _sim_get_payment)
     app.router.add_get("/sim/payments", _sim_list_payments)
+    app.router.add_post("/sim/payouts/{payout_id}/status", _sim_set_payout_status)
+    app.router.add_post("/sim/payouts/{payout_id}/play", _sim_play_payout)
+    app.router.add_get("/sim/payouts/{payout_id}", _sim_get_payout)
+    app.router.add_get("/sim/payouts", _sim_list_payouts)
     app.router.add_post("/sim/faults", _sim_add_fault)
     app.router.add_delete("/sim/faults", _sim_clear_faults)
     app.router.add_get("/sim/ipn-log", _sim_ipn_log)
@@ -1032,12 +1538,18 @@ class SimulatorServer:
         port: int = 0,
         auto_advance_seconds: float | None = None,
         merchant_coins_key: str = "selectedCurrencies",
+        payout_email: str | None = None,
+        payout_password: str | None = None,
+        jwt_ttl_seconds: float = JWT_TTL_SECONDS,
     ) -> None:
         self._app = create_simulator_app(
             ipn_secret=ipn_secret,
             api_key=api_key,
             auto_advance_seconds=auto_advance_seconds,
             merchant_coins_key=merchant_coins_key,
+            payout_email=payout_email,
+            payout_password=payout_password,
+            jwt_ttl_seconds=jwt_ttl_seconds,
         )
         self._host = host
         self._port = port
@@ -1139,9 +1651,20 @@ def serve(
     ipn_secret: str,
     api_key: str | None,
     auto_advance_seconds: float | None,
+    *,
+    payout_email: str | None = None,
+    payout_password: str | None = None,
+    jwt_ttl_seconds: float = JWT_TTL_SECONDS,
 ) -> None:
     """Run the simulator in the foreground until SIGTERM/SIGINT (`payments simulator`)."""
-    app = create_simulator_app(ipn_secret=ipn_secret, api_key=api_key, auto_advance_seconds=auto_advance_seconds)
+    app = create_simulator_app(
+        ipn_secret=ipn_secret,
+        api_key=api_key,
+        auto_advance_seconds=auto_advance_seconds,
+        payout_email=payout_email,
+        payout_password=payout_password,
+        jwt_ttl_seconds=jwt_ttl_seconds,
+    )
     shown = f"[{host}]" if ":" in host else host
     log.info("NOWPayments simulator listening on http://%s:%d/v1 (control API under /sim)", shown, port)
     web.run_app(app, host=host, port=port, handle_signals=True, print=None, shutdown_timeout=5.0)

@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 
 from gateway.errors import GatewayProtocolError
-from gateway.models import GatewayCurrency, GatewayPayment, MinAmount, parse_timestamp
+from gateway.models import GatewayCurrency, GatewayPayment, GatewayPayout, MinAmount, parse_timestamp
 
 
 def wire(text: str) -> dict:
@@ -128,3 +128,67 @@ def test_min_amount_from_wire() -> None:
     assert parsed == MinAmount("btc", "btc", Decimal("0.00002062"), Decimal("2.0"))
     with pytest.raises(GatewayProtocolError):
         MinAmount.from_wire({"currency_from": "btc"})
+
+
+PAYOUT = {
+    "id": "5000000713",
+    "address": "TEkcQ5kRcUPMPmYxpDYAhV2ZiTWhxAPxNF",
+    "currency": "usdttrc20",
+    "amount": "12.5",
+    "batch_withdrawal_id": "5000000000",
+    "status": "WAITING",
+    "extra_id": None,
+    "hash": None,
+    "error": None,
+    "unique_external_id": "WD_1",
+    "created_at": "2025-01-14T12:34:56.789Z",
+    "updated_at": None,
+}
+
+
+def test_payout_drift_variants_parse_to_the_same_payout() -> None:
+    as_strings = GatewayPayout.from_wire(PAYOUT)
+    as_numbers = GatewayPayout.from_wire(
+        wire(
+            '{"id": 5000000713, "address": "TEkcQ5kRcUPMPmYxpDYAhV2ZiTWhxAPxNF", "currency": "USDTTRC20",'
+            ' "amount": 12.50, "batchWithdrawalId": 5000000000, "status": "waiting",'
+            ' "unique_external_id": "WD_1", "createdAt": 1736858096789}'
+        )
+    )
+    assert as_strings == as_numbers
+    assert as_strings.payout_id == "5000000713" and as_strings.batch_id == "5000000000"
+    assert as_strings.amount == Decimal("12.5") and as_strings.status == "WAITING"
+    assert as_strings.created_at == datetime(2025, 1, 14, 12, 34, 56, 789000, tzinfo=UTC)
+    assert as_strings.updated_at is None and as_strings.raw["currency"] == "usdttrc20"
+    assert "raw" not in repr(as_strings)
+
+
+def test_payout_containers() -> None:
+    other = {**PAYOUT, "id": "5000000714", "unique_external_id": "WD_2"}
+    batch = {"id": "5000000000", "withdrawals": [PAYOUT, other]}
+    without_batch_ids = {"id": "42", "withdrawals": [{k: v for k, v in PAYOUT.items() if k != "batch_withdrawal_id"}]}
+    assert [p.payout_id for p in GatewayPayout.many_from_wire(batch)] == ["5000000713", "5000000714"]
+    assert [p.payout_id for p in GatewayPayout.many_from_wire([PAYOUT, other])] == ["5000000713", "5000000714"]
+    assert [p.payout_id for p in GatewayPayout.many_from_wire({"payouts": [batch]})] == ["5000000713", "5000000714"]
+    assert [p.payout_id for p in GatewayPayout.many_from_wire({"data": [other]})] == ["5000000714"]
+    assert GatewayPayout.many_from_wire(PAYOUT) == [GatewayPayout.from_wire(PAYOUT)]
+    assert GatewayPayout.many_from_wire(without_batch_ids)[0].batch_id == "42"
+    assert GatewayPayout.many_from_wire({"payouts": []}) == []
+    with pytest.raises(GatewayProtocolError):
+        GatewayPayout.many_from_wire({"message": "OK"})
+    with pytest.raises(GatewayProtocolError):
+        GatewayPayout.many_from_wire([1, 2])
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"id": None}, {"status": ""}, {"amount": None}, {"amount": "abc"}, {"amount": True}, {"created_at": "soon"}],
+)
+def test_payout_without_what_we_depend_on_is_refused(change: dict) -> None:
+    with pytest.raises(GatewayProtocolError):
+        GatewayPayout.from_wire({**PAYOUT, **change})
+
+
+def test_payout_refuses_float_amounts() -> None:
+    with pytest.raises((GatewayProtocolError, TypeError)):
+        GatewayPayout.from_wire({**PAYOUT, "amount": 12.5})

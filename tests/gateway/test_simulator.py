@@ -5,65 +5,16 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-import pytest_asyncio
-from aiohttp import web
 from pydantic import SecretStr
 
 from gateway.client import NowPaymentsClient
-from gateway.errors import InvalidSignature
 from gateway.models import GatewayPayment
-from gateway.signature import canonical_json, verify_ipn
+from gateway.signature import canonical_json
 from gateway.simulator import SimulatorServer
-from tests.gateway.conftest import API_KEY, IPN_SECRET, Control
-
-
-@dataclass
-class Receiver:
-    """A tiny IPN endpoint on the test's loop that verifies every callback like production would."""
-
-    url: str = ""
-    secret: str = IPN_SECRET
-    accepted: list[dict[str, Any]] = field(default_factory=list)
-    raw_bodies: list[bytes] = field(default_factory=list)
-    rejected: list[str] = field(default_factory=list)
-    fail_next: int = 0
-
-    async def handle(self, request: web.Request) -> web.Response:
-        raw = await request.read()
-        if self.fail_next > 0:
-            self.fail_next -= 1
-            return web.Response(status=500, text="try later")
-        try:
-            parsed = verify_ipn(raw, request.headers.get("x-nowpayments-sig"), SecretStr(self.secret))
-        except InvalidSignature as exc:
-            self.rejected.append(exc.reason)
-            return web.Response(status=400, text=exc.reason)
-        assert request.headers["Content-Type"].startswith("application/json")
-        self.accepted.append(parsed)
-        self.raw_bodies.append(raw)
-        return web.json_response({"ok": True})
-
-    def statuses(self, payment_id: str) -> list[str]:
-        return [b["payment_status"] for b in self.accepted if str(b["payment_id"]) == payment_id]
-
-
-@pytest_asyncio.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    rec = Receiver()
-    app = web.Application()
-    app.router.add_post("/ipn/nowpayments", rec.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    rec.url = f"http://127.0.0.1:{runner.addresses[0][1]}/ipn/nowpayments"
-    yield rec
-    await runner.cleanup()
+from tests.gateway.conftest import API_KEY, IPN_SECRET, Control, Receiver
 
 
 async def new_payment(
