@@ -15,6 +15,7 @@ from dramatiq.brokers.redis import RedisBroker
 from domain.errors import InvalidRequest
 from workers.messages import CreatePaymentRequest, payment_id_message
 from workers.runtime import current_context
+from workers.stages.create_payment import CreationInProgress
 from workers.stages.create_payment import create_payment as create_payment_stage
 from workers.stages.poll_status import poll_status as poll_status_stage
 from workers.stages.settle_deposit import settle_deposit as settle_deposit_stage
@@ -27,6 +28,7 @@ QUEUE_SETTLE_DEPOSIT = "settle-deposit"
 # backoff from 1 s up to 5 min, 25 times (about 1.5 h in all), then dead-letter for an operator.
 _RETRY = {"max_retries": 25, "min_backoff": 1_000, "max_backoff": 300_000, "throws": (InvalidRequest,)}
 _TIME_LIMIT_MS = 120_000
+LEASE_RETRY_DELAY_MS = 2_000
 
 
 @dataclass(frozen=True)
@@ -41,7 +43,10 @@ def declare_actors(broker: RedisBroker) -> DepositActors:
 
     async def create_payment(*args: Any, **kwargs: Any) -> None:
         request = CreatePaymentRequest.from_message(args, kwargs)
-        await create_payment_stage(current_context(), request)
+        try:
+            await create_payment_stage(current_context(), request)
+        except CreationInProgress as exc:  # expected under duplicate delivery: retry quietly
+            raise dramatiq.Retry(str(exc), delay=LEASE_RETRY_DELAY_MS) from None
 
     async def poll_status(*args: Any, **kwargs: Any) -> None:
         await poll_status_stage(current_context(), payment_id_message(args, kwargs))

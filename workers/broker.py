@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import dramatiq
 import structlog
-from dramatiq.brokers.redis import RedisBroker
+from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
+from dramatiq.errors import DecodeError
 from dramatiq.middleware import Middleware
 
-from domain.errors import InvalidRequest
 from settings import Settings
 from workers.runtime import StageRuntime
 
@@ -16,36 +18,79 @@ log = structlog.get_logger(__name__)
 # dramatiq re-queues a dead worker's messages only during "maintenance", run on a random share of
 # broker calls (0.1 % by default). 1 % brings recovery on a quiet queue down from tens of minutes.
 MAINTENANCE_CHANCE = 10_000  # per million broker calls
+MAX_LOGGED_BODY = 200
 
 
-class RejectionLog(Middleware):
-    """Logs why a message was refused, at the moment dramatiq dead-letters it without retry."""
+class DeadLetterLog(Middleware):
+    """Logs every message dramatiq dead-letters, with the reason: refused input, an unknown actor,
+    or retries exhausted on a transient failure."""
 
-    def after_process_message(self, broker, message, *, result=None, exception=None):  # type: ignore[no-untyped-def]
-        if isinstance(exception, InvalidRequest):
-            log.error(
-                "message_dead_lettered",
-                queue=message.queue_name,
-                actor=message.actor_name,
-                message_id=message.message_id,
-                reason=str(exception),
-            )
+    def before_nack(self, broker: dramatiq.Broker, message: Any) -> None:
+        exception = getattr(message, "_exception", None)
+        log.error(
+            "message_dead_lettered",
+            queue=message.queue_name,
+            actor=message.actor_name,
+            message_id=message.message_id,
+            retries=message.options.get("retries", 0),
+            reason=str(exception) if exception else "failed",
+            error=type(exception).__name__ if exception else None,
+        )
+
+
+class _DeadLetteringConsumer(_RedisConsumer):
+    """dramatiq's Redis consumer, except that a body which does not decode is dead-lettered.
+
+    Stock dramatiq lets the DecodeError escape, which drops the consumer together with the
+    messages it had prefetched (stranded until the process dies) and never removes the bad body.
+    """
+
+    def __next__(self) -> Any:
+        while True:
+            try:
+                return super().__next__()
+            except DecodeError as exc:
+                self._dead_letter_undecodable(exc.args[1] if len(exc.args) > 1 else b"", exc)
+
+    def _dead_letter_undecodable(self, data: bytes, exc: DecodeError) -> None:
+        broker = self.broker
+        acks_key = f"{broker.namespace}:__acks__.{broker.broker_id}.{self.queue_name}"
+        messages_key = f"{broker.namespace}:{self.queue_name}.msgs"
+        # The fetch script returns bodies only; find this body's id among the ones we hold.
+        held = sorted(broker.client.smembers(acks_key))
+        bodies = broker.client.hmget(messages_key, held) if held else []
+        redis_id = next((rid for rid, body in zip(held, bodies, strict=True) if body == data), None)
+        if redis_id is not None:
+            broker.do_nack(self.queue_name, redis_id.decode() if isinstance(redis_id, bytes) else redis_id)
+        log.error(
+            "message_dead_lettered",
+            queue=self.queue_name,
+            reason=f"undecodable message body: {exc.args[2] if len(exc.args) > 2 else exc}",
+            body=data[:MAX_LOGGED_BODY].decode("utf-8", "replace") if isinstance(data, bytes) else str(data)[:200],
+            moved=redis_id is not None,
+        )
+
+
+class PaymentsRedisBroker(RedisBroker):
+    @property
+    def consumer_class(self) -> type[_RedisConsumer]:
+        return _DeadLetteringConsumer
 
 
 def build_broker(
     settings: Settings, *, namespace: str = "dramatiq", runtime: StageRuntime | None = None
 ) -> RedisBroker:
-    """A Redis broker with our runtime (event loop, pool, gateway client) and rejection logging.
+    """A Redis broker with our runtime (event loop, pool, gateway client) and dead-letter logging.
 
     ``runtime=None`` builds a broker for senders only (the web process, the scheduler).
     """
-    broker = RedisBroker(
+    broker = PaymentsRedisBroker(
         url=settings.redis_url.get_secret_value(),
         namespace=namespace,
         maintenance_chance=MAINTENANCE_CHANCE,
     )
     if runtime is not None:
         broker.add_middleware(runtime)
-    broker.add_middleware(RejectionLog())
+    broker.add_middleware(DeadLetterLog())
     dramatiq.set_broker(broker)
     return broker

@@ -354,12 +354,6 @@ async def test_transient_gateway_errors_at_creation_are_retried_and_create_once(
         await eventually(credited)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: workers/stages/apply_status.py lets a settled partially_paid payment (not terminal) move to "
-    "completed and rewrites credit_usd to the new received value although settlement already posted the old "
-    "one; the extra funds are neither credited nor held, and the payment misreports what was credited",
-)
 async def test_top_up_after_a_settled_partial_payment_is_not_lost(database_url, redis_namespace):
     async with Stack(database_url, redis_namespace, payments_expiry_grace=0) as stack:
         user = _ref("user")

@@ -7,7 +7,7 @@ change is recorded as an event. When the payment becomes creditable, settle-depo
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -129,7 +129,17 @@ async def _apply_locked(
         overpaid_policy=settings.payments_overpaid_policy,
     )
     settle_due = decision.creditable and payment.settled_at is None
-    if decision.final or decision.hold_reason:
+    if payment.settled_at is not None:
+        # What was credited stays as it is. More value reported later (a top-up after a settled
+        # partial payment) is never credited automatically: it goes to an operator.
+        credited = payment.credit_usd or 0
+        if decision.credit_usd > credited and payment.hold_reason is None:
+            decision = replace(
+                decision,
+                hold_reason=f"funds after settlement: now worth {decision.credit_usd} USD, credited {credited} USD",
+            )
+            changes["hold_reason"] = decision.hold_reason
+    elif decision.final or decision.hold_reason:
         changes["credit_usd"] = decision.credit_usd
         changes["variance"] = decision.variance.value
         changes["hold_reason"] = decision.hold_reason
