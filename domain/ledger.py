@@ -109,3 +109,44 @@ def deposit_posting(*, payment_id: str, user_id: str, amount_usd: Decimal, descr
             Entry(GATEWAY_CLEARING, -amount_usd),
         ),
     )
+
+
+def withdrawal_hold_posting(*, withdrawal_id: str, user_id: str, amount_usd: Decimal) -> LedgerPosting:
+    """Reserve the requested amount: available → held. The user's history shows it as the withdrawal."""
+    return LedgerPosting(
+        idempotency_key=f"withdrawal:{withdrawal_id}:hold",
+        type=TransactionType.WITHDRAWAL,
+        description=f"Withdrawal requested - {withdrawal_id}",
+        entries=(
+            Entry(AccountRef.available(user_id), -amount_usd),
+            Entry(AccountRef.held(user_id), amount_usd),
+        ),
+    )
+
+
+def withdrawal_release_posting(*, withdrawal_id: str, user_id: str, amount_usd: Decimal, why: str) -> LedgerPosting:
+    """Give a held amount back: held → available (rejected, cancelled or failed)."""
+    return LedgerPosting(
+        idempotency_key=f"withdrawal:{withdrawal_id}:release",
+        type=TransactionType.REFUND,
+        description=f"Withdrawal {why} - {withdrawal_id}",
+        entries=(
+            Entry(AccountRef.held(user_id), -amount_usd),
+            Entry(AccountRef.available(user_id), amount_usd),
+        ),
+    )
+
+
+def withdrawal_complete_posting(
+    *, withdrawal_id: str, user_id: str, amount_usd: Decimal, final_amount_usd: Decimal, total_fee_usd: Decimal
+) -> LedgerPosting:
+    """Post the hold: the user's held amount leaves, split between the payout and the fee revenue."""
+    entries = [Entry(AccountRef.held(user_id), -amount_usd), Entry(PAYOUTS, final_amount_usd)]
+    if total_fee_usd > ZERO:
+        entries.append(Entry(FEES, total_fee_usd))
+    return LedgerPosting(
+        idempotency_key=f"withdrawal:{withdrawal_id}:complete",
+        type=TransactionType.WITHDRAWAL,
+        description=f"Withdrawal completed - {withdrawal_id}",
+        entries=tuple(entries),
+    )

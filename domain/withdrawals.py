@@ -7,8 +7,10 @@ outcome inside their own transaction.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Literal
@@ -272,3 +274,63 @@ def validate_destination(
             label = f"{name} memo/tag" if name else "expected memo/tag"
             raise InvalidRequest(f"memo/tag does not match the {label} format", field="extra_id")
     return wallet, memo
+
+
+@dataclass(frozen=True)
+class Withdrawal:
+    """A withdrawal request as stored."""
+
+    id: str
+    request_id: str
+    request_fingerprint: str
+    user_id: str
+    amount_usd: Decimal
+    currency_code: str
+    wallet_address: str
+    extra_id: str | None
+    network_fee_usd: Decimal
+    service_fee_usd: Decimal
+    total_fee_usd: Decimal
+    final_amount_usd: Decimal
+    status: WithdrawalStatus
+    payout_mode: str | None
+    payout_amount: Decimal | None
+    provider_payout_id: str | None
+    payout_status: str | None
+    transaction_hash: str | None
+    error_code: str | None
+    error_message: str | None
+    payout_claimed_until: datetime | None
+    next_check_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL
+
+
+def withdrawal_fingerprint(
+    *, user_id: str, amount_usd: Decimal, currency_code: str, wallet_address: str, extra_id: str | None
+) -> str:
+    """What a replay of the same ``request_id`` must match."""
+    canonical = "\x1f".join((user_id, str(amount_usd.quantize(CENT)), currency_code, wallet_address, extra_id or ""))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+# Gateway payout statuses → ours. CREATING/WAITING/PROCESSING/SENDING all mean "on its way".
+PAYOUT_STATUS_MAP: dict[str, WithdrawalStatus] = {
+    "CREATING": WithdrawalStatus.PROCESSING,
+    "WAITING": WithdrawalStatus.PROCESSING,
+    "PROCESSING": WithdrawalStatus.PROCESSING,
+    "SENDING": WithdrawalStatus.PROCESSING,
+    "FINISHED": WithdrawalStatus.COMPLETED,
+    "FAILED": WithdrawalStatus.FAILED,
+    "REJECTED": WithdrawalStatus.FAILED,
+}
+
+
+def map_payout_status(gateway_status: str) -> WithdrawalStatus | None:
+    """Our status for a NOWPayments payout status; ``None`` for one we do not know (ignore it)."""
+    return PAYOUT_STATUS_MAP.get(gateway_status.strip().upper()) if isinstance(gateway_status, str) else None

@@ -18,6 +18,7 @@ from domain.payments import VariancePolicy
 NOWPAYMENTS_PRODUCTION_URL = "https://api.nowpayments.io/v1"
 NOWPAYMENTS_SANDBOX_URL = "https://api-sandbox.nowpayments.io/v1"
 IPN_PATH = "/ipn/nowpayments"
+PAYOUT_IPN_PATH = "/ipn/nowpayments/payouts"
 
 PositiveDecimal = Annotated[Decimal, Field(gt=0, max_digits=20, decimal_places=2)]
 
@@ -47,6 +48,20 @@ class Settings(BaseSettings):
     payments_underpaid_policy: VariancePolicy = VariancePolicy.CREDIT_RECEIVED
     payments_overpaid_policy: VariancePolicy = VariancePolicy.CREDIT_RECEIVED
 
+    # Withdrawals
+    operator_token: SecretStr | None = None
+    nowpayments_email: SecretStr | None = None
+    nowpayments_password: SecretStr | None = None
+    payments_withdrawal_min_usd: PositiveDecimal = Decimal("10.00")
+    payments_withdrawal_max_usd: PositiveDecimal = Decimal("50000.00")
+    payments_withdrawal_network_fee_usd: Annotated[Decimal, Field(ge=0, decimal_places=2)] = Decimal("1.00")
+    # Per-currency network fees as JSON, e.g. {"btc": "2.50", "eth": "1.20"}; others use the default above.
+    payments_withdrawal_network_fees: dict[str, Annotated[Decimal, Field(ge=0, decimal_places=2)]] = Field(
+        default_factory=dict
+    )
+    payments_withdrawal_service_fee_usd: Annotated[Decimal, Field(ge=0, decimal_places=2)] = Decimal("0.50")
+    payments_withdrawal_service_fee_percent: Annotated[Decimal, Field(ge=0, lt=100)] = Decimal("0")
+
     # Polling and expiry (seconds)
     payments_poll_first_delay: float = Field(default=20.0, ge=0)
     payments_poll_min_interval: float = Field(default=15.0, gt=0)
@@ -73,6 +88,15 @@ class Settings(BaseSettings):
         if self.nowpayments_base_url:
             return self.nowpayments_base_url
         return NOWPAYMENTS_SANDBOX_URL if self.nowpayments_sandbox else NOWPAYMENTS_PRODUCTION_URL
+
+    @property
+    def payouts_enabled(self) -> bool:
+        """Withdrawals go out through the NOWPayments payout API; otherwise an operator pays by hand."""
+        return self.nowpayments_email is not None and self.nowpayments_password is not None
+
+    @property
+    def payout_ipn_callback_url(self) -> str | None:
+        return f"{self.public_base_url}{PAYOUT_IPN_PATH}" if self.public_base_url else None
 
     @property
     def ipn_callback_url(self) -> str | None:

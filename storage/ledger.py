@@ -104,9 +104,11 @@ async def user_balance(conn: asyncpg.Connection, user_id: str) -> BalanceView:
              FROM ledger_entries e JOIN ledger_transactions t ON t.id = e.transaction_id
             WHERE e.account_id = (SELECT id FROM ledger_accounts WHERE code = $2) AND t.type = 'deposit'
           ) AS deposited,
+          -- completed withdrawals are the ones whose hold left the held account as a withdrawal
           (SELECT coalesce(-sum(e.amount), 0)
              FROM ledger_entries e JOIN ledger_transactions t ON t.id = e.transaction_id
-            WHERE e.account_id = (SELECT id FROM ledger_accounts WHERE code = $3) AND t.type = 'withdrawal'
+            WHERE e.account_id = (SELECT id FROM ledger_accounts WHERE code = $3)
+              AND t.type = 'withdrawal' AND e.amount < 0
           ) AS withdrawn
         FROM ledger_accounts a
         WHERE a.user_id = $1

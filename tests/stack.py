@@ -23,7 +23,7 @@ from gateway.client import NowPaymentsClient
 from gateway.simulator import SimulatorServer
 from settings import Settings, load_settings
 from storage import ledger, payments
-from workers.actors import DepositActors, declare_actors
+from workers.actors import PipelineActors, declare_actors
 from workers.broker import build_broker
 from workers.context import StageContext
 from workers.enqueue import ActorEnqueuer
@@ -77,7 +77,7 @@ class Stack:
         self.settings: Settings
         self.pool: asyncpg.Pool
         self.broker: dramatiq.Broker
-        self.actors: DepositActors
+        self.actors: PipelineActors
         self.worker: dramatiq.Worker | None = None
         self.enqueue: ActorEnqueuer
         self.ctx: StageContext

@@ -12,34 +12,46 @@ from typing import Any
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 
-from domain.errors import InvalidRequest
-from workers.messages import CreatePaymentRequest, payment_id_message
+from domain.errors import InvalidRequest, InvalidTransition
+from workers.messages import CreatePaymentRequest, WithdrawalRequest, payment_id_message, withdrawal_id_message
 from workers.runtime import current_context
 from workers.stages.create_payment import CreationInProgress
 from workers.stages.create_payment import create_payment as create_payment_stage
 from workers.stages.poll_status import poll_status as poll_status_stage
+from workers.stages.process_withdrawal import PayoutInProgress
+from workers.stages.process_withdrawal import process_withdrawal as process_withdrawal_stage
+from workers.stages.request_withdrawal import request_withdrawal as request_withdrawal_stage
 from workers.stages.settle_deposit import settle_deposit as settle_deposit_stage
 
 QUEUE_CREATE_PAYMENT = "create-payment"
 QUEUE_POLL_STATUS = "poll-status"
 QUEUE_SETTLE_DEPOSIT = "settle-deposit"
+QUEUE_PROCESS_WITHDRAWAL = "process-withdrawal"
 
 # Transient failures (gateway down, database restart, another worker holding a lease) retry with
 # backoff from 1 s up to 5 min, 25 times (about 1.5 h in all), then dead-letter for an operator.
-_RETRY = {"max_retries": 25, "min_backoff": 1_000, "max_backoff": 300_000, "throws": (InvalidRequest,)}
+_RETRY = {
+    "max_retries": 25,
+    "min_backoff": 1_000,
+    "max_backoff": 300_000,
+    "throws": (InvalidRequest, InvalidTransition),
+}
 _TIME_LIMIT_MS = 120_000
 LEASE_RETRY_DELAY_MS = 2_000
 
 
 @dataclass(frozen=True)
-class DepositActors:
+class PipelineActors:
     create_payment: dramatiq.Actor
     poll_status: dramatiq.Actor
     settle_deposit: dramatiq.Actor
+    request_withdrawal: dramatiq.Actor
+    process_withdrawal: dramatiq.Actor
 
 
-def declare_actors(broker: RedisBroker) -> DepositActors:
-    """Register the deposit actors on ``broker`` (once per broker)."""
+
+def declare_actors(broker: RedisBroker) -> PipelineActors:
+    """Register every actor on ``broker`` (once per broker)."""
 
     async def create_payment(*args: Any, **kwargs: Any) -> None:
         request = CreatePaymentRequest.from_message(args, kwargs)
@@ -54,13 +66,24 @@ def declare_actors(broker: RedisBroker) -> DepositActors:
     async def settle_deposit(*args: Any, **kwargs: Any) -> None:
         await settle_deposit_stage(current_context(), payment_id_message(args, kwargs))
 
+    async def request_withdrawal(*args: Any, **kwargs: Any) -> None:
+        await request_withdrawal_stage(current_context(), WithdrawalRequest.from_message(args, kwargs))
+
+    async def process_withdrawal(*args: Any, **kwargs: Any) -> None:
+        try:
+            await process_withdrawal_stage(current_context(), withdrawal_id_message(args, kwargs))
+        except PayoutInProgress as exc:
+            raise dramatiq.Retry(str(exc), delay=LEASE_RETRY_DELAY_MS) from None
+
     def declare(fn: Any, queue: str) -> dramatiq.Actor:
         return dramatiq.actor(
             fn, broker=broker, actor_name=fn.__name__, queue_name=queue, time_limit=_TIME_LIMIT_MS, **_RETRY
         )
 
-    return DepositActors(
+    return PipelineActors(
         create_payment=declare(create_payment, QUEUE_CREATE_PAYMENT),
         poll_status=declare(poll_status, QUEUE_POLL_STATUS),
         settle_deposit=declare(settle_deposit, QUEUE_SETTLE_DEPOSIT),
+        request_withdrawal=declare(request_withdrawal, QUEUE_PROCESS_WITHDRAWAL),
+        process_withdrawal=declare(process_withdrawal, QUEUE_PROCESS_WITHDRAWAL),
     )

@@ -18,6 +18,8 @@ class Enqueuer(Protocol):
 
     async def settle_deposit(self, payment_id: str) -> None: ...
 
+    async def process_withdrawal(self, withdrawal_id: str) -> None: ...
+
 
 @dataclass(frozen=True)
 class StageContext:

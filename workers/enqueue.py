@@ -25,3 +25,6 @@ class ActorEnqueuer(Enqueuer):
 
     async def settle_deposit(self, payment_id: str) -> None:
         await self.send("settle_deposit", payment_id)
+
+    async def process_withdrawal(self, withdrawal_id: str) -> None:
+        await self.send("process_withdrawal", withdrawal_id)

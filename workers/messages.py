@@ -96,3 +96,38 @@ def payment_id_message(args: Sequence[Any], kwargs: Mapping[str, Any]) -> str:
     """The single ``payment_id`` argument of poll_status and settle_deposit."""
     bound = bind_arguments(("payment_id",), 1, args, kwargs)
     return reference(bound["payment_id"], field="payment_id")
+
+
+@dataclass(frozen=True)
+class WithdrawalRequest:
+    request_id: str
+    user_id: str
+    amount_usd: Decimal
+    currency_code: str
+    wallet_address: str
+    extra_id: str | None = None
+
+    @classmethod
+    def from_message(cls, args: Sequence[Any], kwargs: Mapping[str, Any]) -> WithdrawalRequest:
+        names = ("request_id", "user_id", "amount_usd", "currency_code", "wallet_address", "extra_id")
+        bound = bind_arguments(names, 5, args, kwargs)
+        address = bound["wallet_address"]
+        if not isinstance(address, str):
+            raise InvalidRequest(f"must be a string, got {type(address).__name__}", field="wallet_address")
+        extra_id = bound.get("extra_id")
+        if extra_id is not None and not isinstance(extra_id, str):
+            raise InvalidRequest(f"must be a string or null, got {type(extra_id).__name__}", field="extra_id")
+        return cls(
+            request_id=reference(bound["request_id"], field="request_id"),
+            user_id=reference(bound["user_id"], field="user_id"),
+            amount_usd=parse_usd(bound["amount_usd"], field="amount_usd"),
+            currency_code=currency_code(bound["currency_code"]),
+            wallet_address=address,
+            extra_id=extra_id,
+        )
+
+
+def withdrawal_id_message(args: Sequence[Any], kwargs: Mapping[str, Any]) -> str:
+    """The single ``withdrawal_id`` argument of process_withdrawal."""
+    bound = bind_arguments(("withdrawal_id",), 1, args, kwargs)
+    return reference(bound["withdrawal_id"], field="withdrawal_id")

@@ -15,7 +15,7 @@ import structlog
 
 from domain.payments import Payment
 from settings import Settings
-from storage import payments
+from storage import payments, withdrawals
 from storage.db import create_pool, transaction
 from workers.context import Enqueuer
 
@@ -37,6 +37,19 @@ async def poll_due_payments(pool: asyncpg.Pool, enqueue: Enqueuer, settings: Set
         await _enqueue_next(enqueue, payment)
     if due:
         log.info("scheduler_enqueued", count=len(due))
+    return len(due)
+
+
+async def check_due_withdrawals(pool: asyncpg.Pool, enqueue: Enqueuer, settings: Settings) -> int:
+    """Enqueue process-withdrawal for payouts in flight whose status is due to be checked."""
+    async with transaction(pool) as conn:
+        due = await withdrawals.claim_due(
+            conn, limit=settings.payments_scheduler_batch, lease_seconds=claim_lease_seconds(settings)
+        )
+    for withdrawal in due:
+        await enqueue.process_withdrawal(withdrawal.id)
+    if due:
+        log.info("scheduler_enqueued_withdrawal_checks", count=len(due))
     return len(due)
 
 
@@ -62,7 +75,10 @@ async def run_scheduler(settings: Settings, enqueue: Enqueuer, *, stop: asyncio.
     try:
         while not stop.is_set():
             try:
-                count = await poll_due_payments(pool, enqueue, settings)
+                count = max(
+                    await poll_due_payments(pool, enqueue, settings),
+                    await check_due_withdrawals(pool, enqueue, settings),
+                )
             except (OSError, asyncpg.PostgresError) as exc:
                 log.warning("scheduler_tick_failed", error=type(exc).__name__, detail=str(exc)[:200])
                 count = 0

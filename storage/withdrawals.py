@@ -1,0 +1,194 @@
+"""SQL for withdrawal requests and their audit trail."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from domain.withdrawals import Withdrawal, WithdrawalQuote, WithdrawalStatus
+
+_UPDATABLE = frozenset(Withdrawal.__dataclass_fields__) - {
+    "id",
+    "request_id",
+    "request_fingerprint",
+    "user_id",
+    "amount_usd",
+    "currency_code",
+    "wallet_address",
+    "extra_id",
+    "network_fee_usd",
+    "service_fee_usd",
+    "total_fee_usd",
+    "final_amount_usd",
+    "created_at",
+}
+
+
+def _from_row(row: asyncpg.Record) -> Withdrawal:
+    values = dict(row)
+    values["status"] = WithdrawalStatus(values["status"])
+    return Withdrawal(**values)
+
+
+async def insert_withdrawal(
+    conn: asyncpg.Connection,
+    *,
+    withdrawal_id: str,
+    request_id: str,
+    fingerprint: str,
+    user_id: str,
+    currency_code: str,
+    wallet_address: str,
+    extra_id: str | None,
+    quote: WithdrawalQuote,
+) -> Withdrawal | None:
+    """Record a new request; ``None`` if ``request_id`` is already taken."""
+    row = await conn.fetchrow(
+        """
+        INSERT INTO withdrawals (id, request_id, request_fingerprint, user_id, amount_usd, currency_code,
+                                 wallet_address, extra_id, network_fee_usd, service_fee_usd, total_fee_usd,
+                                 final_amount_usd)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+        ON CONFLICT (request_id) DO NOTHING
+        RETURNING *
+        """,
+        withdrawal_id,
+        request_id,
+        fingerprint,
+        user_id,
+        quote.amount_usd,
+        currency_code,
+        wallet_address,
+        extra_id,
+        quote.network_fee_usd,
+        quote.service_fee_usd,
+        quote.total_fee_usd,
+        quote.final_amount_usd,
+    )
+    return _from_row(row) if row else None
+
+
+async def find_by_request_id(conn: asyncpg.Connection, request_id: str) -> Withdrawal | None:
+    row = await conn.fetchrow("SELECT * FROM withdrawals WHERE request_id = $1", request_id)
+    return _from_row(row) if row else None
+
+
+async def get_withdrawal(
+    conn: asyncpg.Connection, withdrawal_id: str, *, for_update: bool = False
+) -> Withdrawal | None:
+    sql = "SELECT * FROM withdrawals WHERE id = $1" + (" FOR UPDATE" if for_update else "")
+    row = await conn.fetchrow(sql, withdrawal_id)
+    return _from_row(row) if row else None
+
+
+async def get_by_provider_id(
+    conn: asyncpg.Connection, provider_payout_id: str, *, for_update: bool = False
+) -> Withdrawal | None:
+    sql = "SELECT * FROM withdrawals WHERE provider_payout_id = $1" + (" FOR UPDATE" if for_update else "")
+    row = await conn.fetchrow(sql, provider_payout_id)
+    return _from_row(row) if row else None
+
+
+async def update_withdrawal(conn: asyncpg.Connection, withdrawal_id: str, changes: dict[str, Any]) -> Withdrawal:
+    unknown = set(changes) - _UPDATABLE
+    if unknown:
+        raise ValueError(f"not updatable: {sorted(unknown)}")
+    names = sorted(changes)
+    assignments = ", ".join(f"{name} = ${i}" for i, name in enumerate(names, start=2))
+    values = [changes[n].value if isinstance(changes[n], WithdrawalStatus) else changes[n] for n in names]
+    row = await conn.fetchrow(
+        f"UPDATE withdrawals SET {assignments}, updated_at = now() WHERE id = $1 RETURNING *", withdrawal_id, *values
+    )
+    if row is None:
+        raise LookupError(f"withdrawal {withdrawal_id} does not exist")
+    return _from_row(row)
+
+
+async def claim_payout(conn: asyncpg.Connection, withdrawal_id: str, *, lease_seconds: float) -> Withdrawal | None:
+    """Take the right to call the payout API for this approved withdrawal, for ``lease_seconds``.
+
+    Marks the withdrawal as paid through the gateway: from then on only the gateway's answer
+    (or the reconciliation lookup) decides it, never an operator's manual completion or rejection.
+    """
+    row = await conn.fetchrow(
+        """
+        UPDATE withdrawals
+           SET payout_claimed_until = now() + make_interval(secs => $2), payout_mode = 'gateway',
+               updated_at = now()
+         WHERE id = $1 AND status = 'approved' AND provider_payout_id IS NULL
+           AND (payout_claimed_until IS NULL OR payout_claimed_until < now())
+        RETURNING *
+        """,
+        withdrawal_id,
+        lease_seconds,
+    )
+    return _from_row(row) if row else None
+
+
+async def add_event(
+    conn: asyncpg.Connection,
+    withdrawal_id: str,
+    *,
+    from_status: str | None,
+    to_status: str,
+    actor: str,
+    note: str = "",
+    detail: dict[str, Any] | None = None,
+) -> None:
+    await conn.execute(
+        """
+        INSERT INTO withdrawal_events (withdrawal_id, from_status, to_status, actor, note, detail)
+        VALUES ($1, $2, $3, $4, $5, $6)
+        """,
+        withdrawal_id,
+        from_status,
+        to_status,
+        actor,
+        note,
+        detail,
+    )
+
+
+async def list_events(conn: asyncpg.Connection, withdrawal_id: str) -> list[dict[str, Any]]:
+    rows = await conn.fetch(
+        "SELECT from_status, to_status, actor, note, detail, created_at"
+        " FROM withdrawal_events WHERE withdrawal_id = $1 ORDER BY id",
+        withdrawal_id,
+    )
+    return [dict(row) for row in rows]
+
+
+async def list_withdrawals(conn: asyncpg.Connection, *, status: str | None = None, limit: int = 50) -> list[Withdrawal]:
+    rows = await conn.fetch(
+        "SELECT * FROM withdrawals WHERE ($1::text IS NULL OR status = $1) ORDER BY created_at DESC LIMIT $2",
+        status,
+        limit,
+    )
+    return [_from_row(row) for row in rows]
+
+
+async def claim_due(
+    conn: asyncpg.Connection, *, limit: int, lease_seconds: float, now: datetime | None = None
+) -> list[Withdrawal]:
+    """Withdrawals whose payout should be checked now, pushed out so no other scheduler takes them."""
+    rows = await conn.fetch(
+        """
+        WITH due AS (
+            SELECT id FROM withdrawals
+             WHERE next_check_at IS NOT NULL AND next_check_at <= coalesce($3, now())
+             ORDER BY next_check_at
+             LIMIT $1
+             FOR UPDATE SKIP LOCKED
+        )
+        UPDATE withdrawals w
+           SET next_check_at = coalesce($3, now()) + make_interval(secs => $2)
+          FROM due WHERE w.id = due.id
+        RETURNING w.*
+        """,
+        limit,
+        lease_seconds,
+        now,
+    )
+    return [_from_row(row) for row in rows]

@@ -1,0 +1,165 @@
+"""Stage 4, process-withdrawal: pay out an approved withdrawal and settle its hold exactly once.
+
+With payouts configured, the payout goes through NOWPayments with ``unique_external_id`` = our id.
+Before creating a payout we look it up by that id, so a worker that died between the payout call
+and recording its answer never pays twice: the retry finds the first payout and records it.
+Without payouts, approved withdrawals wait for an operator (`payments withdrawals complete`).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import structlog
+
+from domain.errors import InvalidRequest
+from domain.withdrawals import Withdrawal, WithdrawalStatus, map_payout_status
+from gateway.errors import DUPLICATE_EXTERNAL_ID, GatewayRejected
+from gateway.models import GatewayPayout
+from storage import withdrawals
+from storage.db import transaction
+from workers.context import StageContext
+from workers.stages.withdrawal_transitions import move_withdrawal
+
+log = structlog.get_logger(__name__)
+
+PAYOUT_LEASE_SECONDS = 120.0
+PAYOUT_CHECK_SECONDS = 30.0
+GATEWAY_ACTOR = "gateway:nowpayments"
+
+
+class PayoutInProgress(Exception):
+    """Another worker holds the payout lease; retry later and find its result."""
+
+
+async def process_withdrawal(ctx: StageContext, withdrawal_id: str) -> Withdrawal:
+    async with ctx.pool.acquire() as conn:
+        withdrawal = await withdrawals.get_withdrawal(conn, withdrawal_id)
+    if withdrawal is None:
+        raise InvalidRequest(f"no withdrawal {withdrawal_id!r}", field="withdrawal_id")
+    if withdrawal.is_terminal or withdrawal.status is WithdrawalStatus.PENDING:
+        return withdrawal  # nothing to pay: decided already, or not approved yet
+    if not ctx.settings.payouts_enabled:
+        if withdrawal.status is WithdrawalStatus.APPROVED:
+            log.info("withdrawal_awaits_manual_payout", withdrawal_id=withdrawal.id)
+        return withdrawal
+    if withdrawal.provider_payout_id is not None:
+        payout = await ctx.gateway.get_payout(withdrawal.provider_payout_id)
+        return await apply_payout_status(ctx, payout, source="poll")
+    return await _send_payout(ctx, withdrawal)
+
+
+async def _send_payout(ctx: StageContext, withdrawal: Withdrawal) -> Withdrawal:
+    async with transaction(ctx.pool) as conn:
+        claimed = await withdrawals.claim_payout(conn, withdrawal.id, lease_seconds=PAYOUT_LEASE_SECONDS)
+    if claimed is None:
+        async with ctx.pool.acquire() as conn:
+            current = await withdrawals.get_withdrawal(conn, withdrawal.id)
+        assert current is not None
+        if current.status is not WithdrawalStatus.APPROVED or current.provider_payout_id is not None:
+            return current
+        raise PayoutInProgress(f"withdrawal {withdrawal.id} is being paid out by another worker")
+    withdrawal = claimed
+
+    # Reconcile first: a previous attempt may have reached the gateway and died before recording it.
+    payout = await ctx.gateway.find_payout_by_external_id(withdrawal.id)
+    if payout is None:
+        amount = withdrawal.payout_amount or await ctx.gateway.estimate(
+            withdrawal.final_amount_usd, "usd", withdrawal.currency_code
+        )
+        if withdrawal.payout_amount is None:
+            async with transaction(ctx.pool) as conn:  # the amount we ask for never changes on a retry
+                await withdrawals.update_withdrawal(conn, withdrawal.id, {"payout_amount": amount})
+        try:
+            payout = await ctx.gateway.create_payout(
+                address=withdrawal.wallet_address,
+                currency=withdrawal.currency_code,
+                amount=amount,
+                extra_id=withdrawal.extra_id,
+                ipn_callback_url=ctx.settings.payout_ipn_callback_url,
+                unique_external_id=withdrawal.id,
+            )
+        except GatewayRejected as exc:
+            if exc.code == DUPLICATE_EXTERNAL_ID:
+                payout = await ctx.gateway.find_payout_by_external_id(withdrawal.id)
+                if payout is None:
+                    raise
+            else:
+                return await _fail(ctx, withdrawal.id, exc)
+    return await _record_payout(ctx, withdrawal.id, payout)
+
+
+async def _record_payout(ctx: StageContext, withdrawal_id: str, payout: GatewayPayout) -> Withdrawal:
+    async with transaction(ctx.pool) as conn:
+        withdrawal = await withdrawals.get_withdrawal(conn, withdrawal_id, for_update=True)
+        assert withdrawal is not None
+        if withdrawal.provider_payout_id is None and withdrawal.status is WithdrawalStatus.APPROVED:
+            withdrawal = await move_withdrawal(
+                conn,
+                withdrawal,
+                WithdrawalStatus.PROCESSING,
+                actor=GATEWAY_ACTOR,
+                note="payout created",
+                changes={
+                    "provider_payout_id": payout.payout_id,
+                    "payout_status": payout.status,
+                    "payout_claimed_until": None,
+                    "next_check_at": datetime.now(UTC) + timedelta(seconds=PAYOUT_CHECK_SECONDS),
+                },
+                detail={"payout_id": payout.payout_id, "amount": payout.amount, "currency": payout.currency},
+            )
+    # The payout may already be final (or become so while we recorded it): apply what we know.
+    return await apply_payout_status(ctx, payout, source="create")
+
+
+async def _fail(ctx: StageContext, withdrawal_id: str, exc: GatewayRejected) -> Withdrawal:
+    async with transaction(ctx.pool) as conn:
+        withdrawal = await withdrawals.get_withdrawal(conn, withdrawal_id, for_update=True)
+        assert withdrawal is not None
+        if withdrawal.is_terminal:
+            return withdrawal
+        log.warning("payout_refused_by_gateway", withdrawal_id=withdrawal_id, code=exc.code)
+        return await move_withdrawal(
+            conn,
+            withdrawal,
+            WithdrawalStatus.FAILED,
+            actor=GATEWAY_ACTOR,
+            note=f"payout refused: {exc.code}",
+            changes={"error_code": exc.code, "error_message": exc.message[:500]},
+        )
+
+
+async def apply_payout_status(ctx: StageContext, payout: GatewayPayout, *, source: str) -> Withdrawal:
+    """Apply the gateway's view of a payout (poll or payout IPN); settles the hold exactly once."""
+    async with transaction(ctx.pool) as conn:
+        withdrawal = await withdrawals.get_by_provider_id(conn, payout.payout_id, for_update=True)
+        if withdrawal is None and payout.unique_external_id:
+            withdrawal = await withdrawals.get_withdrawal(conn, payout.unique_external_id, for_update=True)
+        if withdrawal is None or withdrawal.provider_payout_id not in (None, payout.payout_id):
+            raise InvalidRequest(f"no withdrawal for payout {payout.payout_id!r}", field="payout_id")
+        target = map_payout_status(payout.status)
+        if target is None:
+            log.warning("payout_status_unknown", withdrawal_id=withdrawal.id, status=payout.status)
+            return withdrawal
+        if withdrawal.is_terminal or withdrawal.status is not WithdrawalStatus.PROCESSING:
+            return withdrawal  # final already, or not yet recorded as sent
+        changes: dict[str, object] = {"payout_status": payout.status}
+        if payout.hash:
+            changes["transaction_hash"] = payout.hash
+        if target is WithdrawalStatus.PROCESSING:
+            changes["next_check_at"] = datetime.now(UTC) + timedelta(seconds=PAYOUT_CHECK_SECONDS)
+            if payout.status != withdrawal.payout_status:
+                return await withdrawals.update_withdrawal(conn, withdrawal.id, changes)
+            return withdrawal
+        if target is WithdrawalStatus.FAILED:
+            changes["error_code"] = f"PAYOUT_{payout.status.upper()}"
+            changes["error_message"] = (payout.error or "")[:500] or None
+        return await move_withdrawal(
+            conn,
+            withdrawal,
+            target,
+            actor=GATEWAY_ACTOR,
+            note=f"payout {payout.status.lower()} ({source})",
+            changes=changes,
+            detail={"payout_id": payout.payout_id, "hash": payout.hash, "error": payout.error},
+        )

@@ -1,0 +1,85 @@
+"""Moving a withdrawal between statuses, with its ledger consequence, in the caller's transaction.
+
+The one place that enforces the withdrawal state machine and settles the hold exactly once:
+completion posts it, rejection, cancellation and failure release it. Every move is recorded
+with who made it and why.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import structlog
+
+from domain.ledger import withdrawal_complete_posting, withdrawal_release_posting
+from domain.withdrawals import Withdrawal, WithdrawalStatus, hold_outcome, transition
+from storage import ledger, withdrawals
+
+log = structlog.get_logger(__name__)
+
+_RELEASE_WORDS = {
+    WithdrawalStatus.REJECTED: "rejected",
+    WithdrawalStatus.CANCELLED: "cancelled",
+    WithdrawalStatus.FAILED: "failed",
+}
+
+
+async def move_withdrawal(
+    conn: asyncpg.Connection,
+    withdrawal: Withdrawal,
+    target: WithdrawalStatus,
+    *,
+    actor: str,
+    note: str = "",
+    changes: dict[str, Any] | None = None,
+    detail: dict[str, Any] | None = None,
+) -> Withdrawal:
+    """Apply ``withdrawal.status → target`` (raises InvalidTransition if not allowed).
+
+    ``withdrawal`` must have been read ``FOR UPDATE`` in this transaction.
+    """
+    transition(withdrawal.status, target)
+    fields: dict[str, Any] = dict(changes or {})
+    fields["status"] = target
+    outcome = hold_outcome(target)
+    if outcome == "post":
+        posting = withdrawal_complete_posting(
+            withdrawal_id=withdrawal.id,
+            user_id=withdrawal.user_id,
+            amount_usd=withdrawal.amount_usd,
+            final_amount_usd=withdrawal.final_amount_usd,
+            total_fee_usd=withdrawal.total_fee_usd,
+        )
+        await ledger.post(conn, posting)
+        fields["completed_at"] = datetime.now(UTC)
+    elif outcome == "release":
+        posting = withdrawal_release_posting(
+            withdrawal_id=withdrawal.id,
+            user_id=withdrawal.user_id,
+            amount_usd=withdrawal.amount_usd,
+            why=_RELEASE_WORDS[target],
+        )
+        await ledger.post(conn, posting)
+    if target in (WithdrawalStatus.COMPLETED, WithdrawalStatus.FAILED, WithdrawalStatus.REJECTED):
+        fields["next_check_at"] = None
+        fields["payout_claimed_until"] = None
+    updated = await withdrawals.update_withdrawal(conn, withdrawal.id, fields)
+    await withdrawals.add_event(
+        conn,
+        withdrawal.id,
+        from_status=withdrawal.status.value,
+        to_status=target.value,
+        actor=actor,
+        note=note,
+        detail=detail,
+    )
+    log.info(
+        "withdrawal_status_changed",
+        withdrawal_id=withdrawal.id,
+        from_status=withdrawal.status.value,
+        to_status=target.value,
+        actor=actor,
+    )
+    return updated
