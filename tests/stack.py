@@ -19,13 +19,12 @@ import asyncpg
 import dramatiq
 from aiohttp import web
 
-from gateway.client import NowPaymentsClient
 from gateway.simulator import SimulatorServer
 from settings import Settings, load_settings
 from storage import ledger, payments
 from workers.actors import PipelineActors, declare_actors
 from workers.broker import build_broker
-from workers.context import StageContext
+from workers.context import StageContext, gateway_from_settings
 from workers.enqueue import ActorEnqueuer
 from workers.runtime import StageRuntime
 from workers.scheduler import run_scheduler
@@ -35,6 +34,9 @@ from workers.web import WebRuntime, create_web_app
 API_KEY = "sim-api-key-for-tests"
 IPN_SECRET = "sim-ipn-secret-for-tests"
 API_TOKEN = "api-token-for-tests"
+OPERATOR_TOKEN = "operator-token-for-tests"
+PAYOUT_EMAIL = "payouts@example.test"
+PAYOUT_PASSWORD = "payout-password-for-tests"
 
 
 def free_port() -> int:
@@ -62,6 +64,7 @@ class Stack:
         namespace: str,
         *,
         ipn: bool = True,
+        payouts: bool = False,
         worker_threads: int = 4,
         start_worker: bool = True,
         **overrides: Any,
@@ -69,10 +72,13 @@ class Stack:
         self.database_url = database_url
         self.namespace = namespace
         self.ipn = ipn
+        self.payouts = payouts
         self.worker_threads = worker_threads
         self.start_worker = start_worker
         self.web_port = free_port()
-        self.sim = SimulatorServer(ipn_secret=IPN_SECRET, api_key=API_KEY)
+        self.sim = SimulatorServer(
+            ipn_secret=IPN_SECRET, api_key=API_KEY, payout_email=PAYOUT_EMAIL, payout_password=PAYOUT_PASSWORD
+        )
         self.overrides = overrides
         self.settings: Settings
         self.pool: asyncpg.Pool
@@ -96,6 +102,9 @@ class Stack:
             "database_url": self.database_url,
             "redis_url": "redis://127.0.0.1:6379/0",
             "api_token": API_TOKEN,
+            "operator_token": OPERATOR_TOKEN,
+            "nowpayments_email": PAYOUT_EMAIL if self.payouts else None,
+            "nowpayments_password": PAYOUT_PASSWORD if self.payouts else None,
             "nowpayments_api_key": API_KEY,
             "nowpayments_ipn_secret": IPN_SECRET,
             "nowpayments_base_url": self.sim.api_url,
@@ -109,7 +118,7 @@ class Stack:
         values.update(self.overrides)
         self.settings = load_settings(**values)
         self.pool = await asyncpg_pool(self.database_url)
-        self.gateway = NowPaymentsClient(base_url=self.sim.api_url, api_key=self.settings.nowpayments_api_key)
+        self.gateway = gateway_from_settings(self.settings)
         await sync_currencies(self.pool, self.gateway)
         runtime = StageRuntime(self.settings, exit_on_boot_failure=False)
         self.broker = build_broker(self.settings, namespace=self.namespace, runtime=runtime)
@@ -156,6 +165,13 @@ class Stack:
         async with self.http.get(self.sim.url + path) as response:
             assert response.status < 300, await response.text()
             return await response.json()
+
+    async def api_post(
+        self, path: str, body: dict[str, Any] | None = None, *, operator: bool = False
+    ) -> tuple[int, Any]:
+        headers = {"Authorization": f"Bearer {OPERATOR_TOKEN if operator else API_TOKEN}"}
+        async with self.http.post(self.web_url + path, json=body or {}, headers=headers) as response:
+            return response.status, await response.json()
 
     async def api_get(self, path: str) -> tuple[int, Any]:
         headers = {"Authorization": f"Bearer {API_TOKEN}"}

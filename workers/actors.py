@@ -49,7 +49,6 @@ class PipelineActors:
     process_withdrawal: dramatiq.Actor
 
 
-
 def declare_actors(broker: RedisBroker) -> PipelineActors:
     """Register every actor on ``broker`` (once per broker)."""
 

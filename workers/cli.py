@@ -100,9 +100,9 @@ def cmd_simulator(args: argparse.Namespace) -> int:
 
 
 def cmd_currencies(args: argparse.Namespace) -> int:
-    from gateway.client import NowPaymentsClient
     from storage import currencies
     from storage.db import create_pool, transaction
+    from workers.context import gateway_from_settings
     from workers.stages.sync_currencies import sync_currencies
 
     settings = _settings()
@@ -112,9 +112,7 @@ def cmd_currencies(args: argparse.Namespace) -> int:
         try:
             if args.action == "sync":
                 settings.require("nowpayments_api_key")
-                async with NowPaymentsClient(
-                    base_url=settings.gateway_base_url, api_key=settings.nowpayments_api_key
-                ) as gateway:
+                async with gateway_from_settings(settings) as gateway:
                     synced = await sync_currencies(pool, gateway)
                 print(f"synced {len(synced)} currencies ({sum(c.gateway_enabled for c in synced)} enabled)")
             elif args.action == "list":
@@ -168,6 +166,77 @@ def cmd_balance(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_withdrawals(args: argparse.Namespace) -> int:
+    """Operator actions on withdrawals; every decision is recorded with the operator and the note."""
+    from domain.errors import InvalidRequest, InvalidTransition
+    from domain.money import format_usd
+    from storage import withdrawals
+    from storage.db import create_pool
+    from workers.actors import declare_actors
+    from workers.broker import build_broker
+    from workers.context import StageContext, gateway_from_settings
+    from workers.enqueue import ActorEnqueuer
+    from workers.stages.decide_withdrawal import approve_withdrawal, complete_withdrawal_manually, reject_withdrawal
+
+    settings = _settings()
+    operator = args.operator or os.environ.get("USER") or "cli"
+
+    async def run() -> int:
+        pool = await create_pool(settings.database_url.get_secret_value(), min_size=1, max_size=2)
+        broker = build_broker(settings)
+        declare_actors(broker)
+        ctx = StageContext(pool, gateway_from_settings(settings), settings, ActorEnqueuer(broker))
+        try:
+            if args.action == "list":
+                async with pool.acquire() as conn:
+                    for w in await withdrawals.list_withdrawals(conn, status=args.status):
+                        print(
+                            f"{w.id}  {w.status.value:10} {w.user_id:16} {format_usd(w.amount_usd):>12}"
+                            f" → {format_usd(w.final_amount_usd):>12} {w.currency_code} {w.wallet_address}"
+                        )
+                return 0
+            if not args.withdrawal_id:
+                print("a withdrawal id is required", file=sys.stderr)
+                return 2
+            if args.action == "show":
+                async with pool.acquire() as conn:
+                    w = await withdrawals.get_withdrawal(conn, args.withdrawal_id)
+                    events = await withdrawals.list_events(conn, args.withdrawal_id) if w else []
+                if w is None:
+                    print(f"no withdrawal {args.withdrawal_id!r}", file=sys.stderr)
+                    return 1
+                print(
+                    f"{w.id} {w.status.value}: {format_usd(w.amount_usd)} for {w.user_id}, fees "
+                    f"{format_usd(w.total_fee_usd)}, pays {format_usd(w.final_amount_usd)} in {w.currency_code}"
+                    f" to {w.wallet_address}{' memo ' + w.extra_id if w.extra_id else ''}"
+                )
+                for e in events:
+                    print(
+                        f"  {e['created_at']:%Y-%m-%d %H:%M:%S} {e['from_status'] or '-':>10} → {e['to_status']:10}"
+                        f" by {e['actor']}: {e['note']}"
+                    )
+                return 0
+            if args.action == "approve":
+                w = await approve_withdrawal(ctx, args.withdrawal_id, operator=operator, note=args.note or "")
+            elif args.action == "reject":
+                w = await reject_withdrawal(ctx, args.withdrawal_id, operator=operator, note=args.note or "")
+            else:
+                w = await complete_withdrawal_manually(
+                    ctx, args.withdrawal_id, tx_hash=args.tx_hash or "", operator=operator, note=args.note or ""
+                )
+            print(f"{w.id} is now {w.status.value}")
+            return 0
+        except (InvalidRequest, InvalidTransition) as exc:
+            print(f"refused: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            await ctx.gateway.close()
+            await pool.close()
+            broker.close()
+
+    return asyncio.run(run())
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from workers.demo import run_demo
 
@@ -198,6 +267,14 @@ def build_parser() -> argparse.ArgumentParser:
     bal.add_argument("user_id")
     bal.add_argument("--limit", type=int, default=20)
     bal.set_defaults(func=cmd_balance)
+    wd = sub.add_parser("withdrawals", help="list, show, approve, reject or complete withdrawals")
+    wd.add_argument("action", choices=["list", "show", "approve", "reject", "complete"])
+    wd.add_argument("withdrawal_id", nargs="?")
+    wd.add_argument("--note", help="why (required to reject)")
+    wd.add_argument("--operator", help="who decides (default: $USER)")
+    wd.add_argument("--tx-hash", help="transaction hash of the off-platform payout (complete)")
+    wd.add_argument("--status", help="list only this status")
+    wd.set_defaults(func=cmd_withdrawals)
     demo = sub.add_parser("demo", help="run the pipeline end to end against the offline simulator")
     demo.add_argument("--keep-running", action="store_true", help="leave the processes up after the demo")
     demo.set_defaults(func=cmd_demo)

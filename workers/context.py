@@ -27,3 +27,14 @@ class StageContext:
     gateway: NowPaymentsClient
     settings: Settings
     enqueue: Enqueuer
+
+
+def gateway_from_settings(settings: Settings) -> NowPaymentsClient:
+    """The gateway client every process builds the same way (payout credentials when configured)."""
+    return NowPaymentsClient(
+        base_url=settings.gateway_base_url,
+        api_key=settings.nowpayments_api_key,
+        timeout=settings.nowpayments_timeout_seconds,
+        email=settings.nowpayments_email,
+        password=settings.nowpayments_password,
+    )

@@ -13,10 +13,9 @@ import structlog
 from dramatiq.asyncio import get_event_loop_thread
 from dramatiq.middleware.asyncio import AsyncIO
 
-from gateway.client import NowPaymentsClient
 from settings import Settings
 from storage.db import create_pool
-from workers.context import StageContext
+from workers.context import StageContext, gateway_from_settings
 from workers.enqueue import ActorEnqueuer
 
 log = structlog.get_logger(__name__)
@@ -65,11 +64,7 @@ class StageRuntime(AsyncIO):
             min_size=settings.db_pool_min,
             max_size=settings.db_pool_max,
         )
-        gateway = NowPaymentsClient(
-            base_url=settings.gateway_base_url,
-            api_key=settings.nowpayments_api_key,
-            timeout=settings.nowpayments_timeout_seconds,
-        )
+        gateway = gateway_from_settings(settings)
         _context = StageContext(pool=pool, gateway=gateway, settings=settings, enqueue=ActorEnqueuer(broker))
         log.info("worker_runtime_ready", gateway=settings.gateway_base_url)
 

@@ -9,6 +9,7 @@ from typing import Any
 from domain.errors import DomainError
 from domain.links import explorer_link, format_crypto_amount, payment_uri
 from domain.payments import Payment
+from domain.withdrawals import Withdrawal
 from storage.ledger import BalanceView, HistoryItem
 
 
@@ -92,4 +93,40 @@ def history_item_view(item: HistoryItem) -> dict[str, Any]:
         "description": item.description,
         "reference": item.reference,
         "created_at": _time(item.created_at),
+    }
+
+
+def withdrawal_view(withdrawal: Withdrawal) -> dict[str, Any]:
+    return {
+        "internal_withdrawal_id": withdrawal.id,
+        "request_id": withdrawal.request_id,
+        "user_id": withdrawal.user_id,
+        "status": withdrawal.status.value,
+        "amount_usd": _money(withdrawal.amount_usd),
+        "network_fee_usd": _money(withdrawal.network_fee_usd),
+        "service_fee_usd": _money(withdrawal.service_fee_usd),
+        "total_fee_usd": _money(withdrawal.total_fee_usd),
+        "final_amount_usd": _money(withdrawal.final_amount_usd),
+        "currency_code": withdrawal.currency_code,
+        "wallet_address": withdrawal.wallet_address,
+        "extra_id": withdrawal.extra_id,
+        "payout_mode": withdrawal.payout_mode,
+        "payout_amount": _crypto(withdrawal.payout_amount),
+        "payout_status": withdrawal.payout_status,
+        "transaction_hash": withdrawal.transaction_hash,
+        "error_code": withdrawal.error_code,
+        "error_message": withdrawal.error_message,
+        "created_at": _time(withdrawal.created_at),
+        "updated_at": _time(withdrawal.updated_at),
+        "completed_at": _time(withdrawal.completed_at),
+    }
+
+
+def withdrawal_event_view(event: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "from_status": event["from_status"],
+        "to_status": event["to_status"],
+        "actor": event["actor"],
+        "note": event["note"],
+        "at": _time(event["created_at"]),
     }

@@ -11,24 +11,41 @@ from typing import Any
 
 import structlog
 from aiohttp import web
+from pydantic import SecretStr
 
-from domain.errors import InvalidRequest
+from domain.errors import InvalidRequest, InvalidTransition
 from domain.qr import qr_svg
-from gateway.client import NowPaymentsClient
+from domain.withdrawals import Withdrawal
 from gateway.errors import GatewayProtocolError, InvalidSignature
-from gateway.models import GatewayPayment
+from gateway.models import GatewayPayment, GatewayPayout
 from gateway.signature import verify_ipn
-from settings import IPN_PATH, Settings
-from storage import ledger, payments
+from settings import IPN_PATH, PAYOUT_IPN_PATH, Settings
+from storage import ledger, payments, withdrawals
 from storage.db import create_pool
 from workers.actors import declare_actors
 from workers.broker import build_broker
-from workers.context import StageContext
+from workers.context import StageContext, gateway_from_settings
 from workers.enqueue import ActorEnqueuer
-from workers.messages import CreatePaymentRequest
+from workers.messages import CreatePaymentRequest, WithdrawalRequest
 from workers.metrics import render_metrics
 from workers.stages.apply_status import UnknownPayment, apply_gateway_status
-from workers.views import balance_view, history_item_view, payment_uri_for, payment_view
+from workers.stages.decide_withdrawal import (
+    WithdrawalNotFound,
+    approve_withdrawal,
+    cancel_withdrawal,
+    complete_withdrawal_manually,
+    reject_withdrawal,
+)
+from workers.stages.process_withdrawal import apply_payout_status
+from workers.stages.request_withdrawal import InsufficientFunds, request_withdrawal
+from workers.views import (
+    balance_view,
+    history_item_view,
+    payment_uri_for,
+    payment_view,
+    withdrawal_event_view,
+    withdrawal_view,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -61,22 +78,38 @@ def _error(status: int, code: str, message: str) -> web.Response:
     return _json({"error": code, "message": message}, status=status)
 
 
+OPERATOR_PREFIX = "/v1/operator/"
+
+
+def _bearer_matches(request: web.Request, token: SecretStr | None) -> bool:
+    header = request.headers.get("Authorization", "")
+    given = header.removeprefix("Bearer ").encode() if header.startswith("Bearer ") else b""
+    return token is not None and hmac.compare_digest(given, token.get_secret_value().encode())
+
+
 @web.middleware
 async def require_api_token(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]):
-    """Bearer-token check for everything under /v1/ (constant-time comparison)."""
+    """Bearer tokens, compared in constant time: OPERATOR_TOKEN for /v1/operator/, API_TOKEN for the rest of /v1/."""
     if request.path.startswith("/v1/"):
-        token = _ctx(request).settings.api_token
-        header = request.headers.get("Authorization", "")
-        given = header.removeprefix("Bearer ").encode() if header.startswith("Bearer ") else b""
-        if token is None or not hmac.compare_digest(given, token.get_secret_value().encode()):
+        settings = _ctx(request).settings
+        token = settings.operator_token if request.path.startswith(OPERATOR_PREFIX) else settings.api_token
+        if not _bearer_matches(request, token):
             return _error(401, "unauthorized", "missing or invalid bearer token")
-    return await handler(request)
+    try:
+        return await handler(request)
+    except InvalidTransition as exc:
+        return _error(409, "invalid_transition", str(exc))
+    except InsufficientFunds as exc:
+        return _error(409, "insufficient_funds", str(exc))
+    except WithdrawalNotFound as exc:
+        return _error(404, "not_found", str(exc))
+    except InvalidRequest as exc:
+        return _error(400, "invalid_request", str(exc))
 
 
-async def ipn_nowpayments(request: web.Request) -> web.Response:
-    """Verify the signature, then apply the status through the same path as poll-status."""
-    ctx = _ctx(request)
-    secret = ctx.settings.nowpayments_ipn_secret
+async def _verified_ipn_body(request: web.Request) -> dict[str, Any] | web.Response:
+    """The IPN body once its signature checks out, or the 4xx answer to send instead."""
+    secret = _ctx(request).settings.nowpayments_ipn_secret
     if request.content_length is not None and request.content_length > MAX_IPN_BODY:
         return _error(413, "too_large", "IPN body too large")
     raw = await request.content.read(MAX_IPN_BODY + 1)
@@ -85,10 +118,18 @@ async def ipn_nowpayments(request: web.Request) -> web.Response:
     if secret is None:
         return _error(503, "ipn_disabled", "no IPN secret is configured")
     try:
-        body = verify_ipn(raw, request.headers.get("x-nowpayments-sig"), secret)
+        return verify_ipn(raw, request.headers.get("x-nowpayments-sig"), secret)
     except InvalidSignature as exc:
-        log.warning("ipn_rejected", reason=exc.reason, remote=request.remote)
+        log.warning("ipn_rejected", path=request.path, reason=exc.reason, remote=request.remote)
         return _error(401, "invalid_signature", exc.reason)
+
+
+async def ipn_nowpayments(request: web.Request) -> web.Response:
+    """Verify the signature, then apply the status through the same path as poll-status."""
+    ctx = _ctx(request)
+    body = await _verified_ipn_body(request)
+    if isinstance(body, web.Response):
+        return body
     try:
         snapshot = GatewayPayment.from_wire(body)
     except (GatewayProtocolError, ValueError, TypeError) as exc:
@@ -100,6 +141,24 @@ async def ipn_nowpayments(request: web.Request) -> web.Response:
         log.warning("ipn_unknown_payment", provider_payment_id=snapshot.payment_id, order_id=snapshot.order_id)
         return _error(404, "unknown_payment", exc.reason)
     return _json({"status": "ok", "payment_status": result.payment.status.value})
+
+
+async def ipn_nowpayments_payout(request: web.Request) -> web.Response:
+    """Payout IPN: verify, then apply through the same path as the payout status poll."""
+    body = await _verified_ipn_body(request)
+    if isinstance(body, web.Response):
+        return body
+    try:
+        payout = GatewayPayout.from_wire(body)
+    except (GatewayProtocolError, ValueError, TypeError) as exc:
+        log.warning("payout_ipn_malformed", detail=str(exc)[:200])
+        return _error(400, "malformed", "IPN body is not a payout status")
+    try:
+        withdrawal = await apply_payout_status(_ctx(request), payout, source="ipn")
+    except InvalidRequest as exc:
+        log.warning("payout_ipn_unknown", payout_id=payout.payout_id)
+        return _error(404, "unknown_payout", exc.reason)
+    return _json({"status": "ok", "withdrawal_status": withdrawal.status.value})
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -187,10 +246,73 @@ async def get_transactions(request: web.Request) -> web.Response:
     return _json({"items": page, "next_before": next_before})
 
 
+async def _json_object(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise InvalidRequest("body must be a JSON object") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("body must be a JSON object")
+    return body
+
+
+async def _withdrawal_answer(request: web.Request, withdrawal: Withdrawal, status: int = 200) -> web.Response:
+    async with _ctx(request).pool.acquire() as conn:
+        events = await withdrawals.list_events(conn, withdrawal.id)
+    return _json({**withdrawal_view(withdrawal), "events": [withdrawal_event_view(e) for e in events]}, status)
+
+
+async def post_withdrawal(request: web.Request) -> web.Response:
+    """Validate, quote and hold at once: 201 with the withdrawal, or a clear 4xx and nothing held."""
+    result = await request_withdrawal(_ctx(request), WithdrawalRequest.from_message((), await _json_object(request)))
+    return await _withdrawal_answer(request, result.withdrawal, 201 if result.created else 200)
+
+
+async def get_withdrawal(request: web.Request) -> web.Response:
+    async with _ctx(request).pool.acquire() as conn:
+        withdrawal = await withdrawals.get_withdrawal(conn, request.match_info["withdrawal_id"])
+    if withdrawal is None:
+        return _error(404, "not_found", "no such withdrawal")
+    return await _withdrawal_answer(request, withdrawal)
+
+
+async def post_withdrawal_cancel(request: web.Request) -> web.Response:
+    body = await _json_object(request) if request.can_read_body else {}
+    user_id = body.get("user_id")
+    withdrawal = await cancel_withdrawal(
+        _ctx(request),
+        request.match_info["withdrawal_id"],
+        user_id=str(user_id) if user_id is not None else None,
+        note=str(body.get("note") or ""),
+    )
+    return await _withdrawal_answer(request, withdrawal)
+
+
+async def post_operator_decision(request: web.Request) -> web.Response:
+    body = await _json_object(request)
+    operator = str(body.get("operator") or "").strip()
+    if not operator:
+        raise InvalidRequest("operator (who decides) is required", field="operator")
+    withdrawal_id, action, note = request.match_info["withdrawal_id"], request.match_info["action"], body.get("note")
+    ctx = _ctx(request)
+    if action == "approve":
+        withdrawal = await approve_withdrawal(ctx, withdrawal_id, operator=operator, note=str(note or ""))
+    elif action == "reject":
+        withdrawal = await reject_withdrawal(ctx, withdrawal_id, operator=operator, note=str(note or ""))
+    elif action == "complete":
+        withdrawal = await complete_withdrawal_manually(
+            ctx, withdrawal_id, tx_hash=str(body.get("tx_hash") or ""), operator=operator, note=str(note or "")
+        )
+    else:
+        return _error(404, "not_found", f"no operator action {action!r}")
+    return await _withdrawal_answer(request, withdrawal)
+
+
 def create_web_app(runtime: WebRuntime) -> web.Application:
     app = web.Application(middlewares=[require_api_token], client_max_size=256 * 1024)
     app[RUNTIME] = runtime
     app.router.add_post(IPN_PATH, ipn_nowpayments)
+    app.router.add_post(PAYOUT_IPN_PATH, ipn_nowpayments_payout)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/v1/payments/{payment_id}", get_payment)
@@ -199,6 +321,10 @@ def create_web_app(runtime: WebRuntime) -> web.Application:
     app.router.add_get("/v1/deposits/{request_id}", get_deposit)
     app.router.add_get("/v1/users/{user_id}/balance", get_balance)
     app.router.add_get("/v1/users/{user_id}/transactions", get_transactions)
+    app.router.add_post("/v1/withdrawals", post_withdrawal)
+    app.router.add_get("/v1/withdrawals/{withdrawal_id}", get_withdrawal)
+    app.router.add_post("/v1/withdrawals/{withdrawal_id}/cancel", post_withdrawal_cancel)
+    app.router.add_post(OPERATOR_PREFIX + "withdrawals/{withdrawal_id}/{action}", post_operator_decision)
     return app
 
 
@@ -213,7 +339,7 @@ def create_process_app(settings: Settings) -> web.Application:
         )
         broker = build_broker(settings)
         declare_actors(broker)
-        gateway = NowPaymentsClient(base_url=settings.gateway_base_url, api_key=settings.nowpayments_api_key)
+        gateway = gateway_from_settings(settings)
         runtime.ctx = StageContext(pool=pool, gateway=gateway, settings=settings, enqueue=ActorEnqueuer(broker))
 
         async def database() -> None:
