@@ -16,6 +16,7 @@ from decimal import Decimal
 from urllib.parse import quote, urlencode
 
 from domain.errors import InvalidRequest
+from domain.money import plain_amount
 
 # Spellings seen from gateways and operators → canonical network key.
 _NETWORK_ALIASES: dict[str, str] = {
@@ -166,10 +167,7 @@ def format_crypto_amount(amount: Decimal) -> str:
         raise InvalidRequest(f"must be a Decimal, got {type(amount).__name__}", field="amount")
     if not amount.is_finite() or amount <= 0:
         raise InvalidRequest(f"{amount} is not a positive amount", field="amount")
-    text = format(amount.normalize(), "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return text
+    return plain_amount(amount)
 
 
 def payment_uri(

@@ -86,6 +86,14 @@ def round_cents(amount: Decimal) -> Decimal:
     return amount.quantize(CENT, rounding=ROUND_HALF_UP)
 
 
+def plain_amount(amount: Decimal) -> str:
+    """Positional text without trailing zeros or exponent: ``0.00000100`` → ``"0.000001"``, ``0E-18`` → ``"0"``."""
+    text = format(amount.normalize(), "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
+
+
 def format_usd(amount: Decimal) -> str:
     """``Decimal("1234.5")`` → ``"$1,234.50"``; negative amounts keep their sign in front."""
     sign = "-" if amount < 0 else ""

@@ -95,7 +95,15 @@ def cmd_simulator(args: argparse.Namespace) -> int:
     secret = os.environ.get("NOWPAYMENTS_IPN_SECRET")
     if not secret:
         raise SettingsError("NOWPAYMENTS_IPN_SECRET is required for the simulator (it signs IPNs with it)")
-    serve(args.host, args.port, secret, os.environ.get("NOWPAYMENTS_API_KEY"), args.auto_advance)
+    serve(
+        args.host,
+        args.port,
+        secret,
+        os.environ.get("NOWPAYMENTS_API_KEY"),
+        args.auto_advance,
+        payout_email=os.environ.get("NOWPAYMENTS_EMAIL"),
+        payout_password=os.environ.get("NOWPAYMENTS_PASSWORD"),
+    )
     return 0
 
 

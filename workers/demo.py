@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -26,6 +27,8 @@ from typing import Any
 DATA_DIR = Path(os.environ.get("DEMO_DATA_DIR", ".demo-data")).resolve()
 DEMO_AMOUNT = "25.00"
 DEMO_CURRENCY = "btc"
+DEMO_WITHDRAWAL = "15.00"
+DEMO_PAYOUT_ADDRESS = "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq"
 
 
 def _say(text: str) -> None:
@@ -113,8 +116,52 @@ class Processes:
                 _say(f"{name} did not stop within 30 s: killed")
 
 
+def _withdraw(base: str, token: str, operator_token: str, user_id: str, processes: Processes) -> None:
+    """Withdraw part of the deposit: held at once, approved by an operator, paid out through the simulator."""
+    request = {
+        "request_id": f"demo-wd-{uuid.uuid4().hex[:8]}",
+        "user_id": user_id,
+        "amount_usd": DEMO_WITHDRAWAL,
+        "currency_code": DEMO_CURRENCY,
+        "wallet_address": DEMO_PAYOUT_ADDRESS,
+    }
+    status, withdrawal = _http("POST", base + "/v1/withdrawals", token, request)
+    if status != 201:
+        raise SystemExit(f"demo: withdrawal request refused: {status} {withdrawal}")
+    wid = withdrawal["internal_withdrawal_id"]
+    _say(
+        f"withdrawal {wid}: ${withdrawal['amount_usd']} requested, fees ${withdrawal['total_fee_usd']}"
+        f" (network ${withdrawal['network_fee_usd']} + service ${withdrawal['service_fee_usd']}),"
+        f" pays ${withdrawal['final_amount_usd']}; funds held"
+    )
+    status, decided = _http(
+        "POST",
+        f"{base}/v1/operator/withdrawals/{wid}/approve",
+        operator_token,
+        {"operator": "demo-operator", "note": "looks fine"},
+    )
+    _say(f"operator approved -> {decided.get('status', status)}")
+    seen: list[str] = []
+
+    def paid() -> Any:
+        processes.check_alive()
+        _, current = _http("GET", f"{base}/v1/withdrawals/{wid}", token)
+        if not seen or seen[-1] != current["status"]:
+            seen.append(current["status"])
+            _say(f"  withdrawal status -> {current['status']}")
+        return current if current["status"] in ("completed", "failed") else None
+
+    final = _wait_for("the payout to finish", paid, timeout=90)
+    _say(
+        f"payout {final['status']}: {final['payout_amount']} {DEMO_CURRENCY.upper()} sent,"
+        f" transaction {final['transaction_hash']}"
+    )
+
+
 def run_demo(*, keep_running: bool = False) -> int:
-    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    if DATA_DIR.exists():  # every run starts from nothing: no stale messages or payments from a previous one
+        shutil.rmtree(DATA_DIR)
+    DATA_DIR.mkdir(parents=True)
     with ExitStack() as stack:
         env = dict(os.environ)
         env.setdefault("LOG_FORMAT", "console")
@@ -127,6 +174,7 @@ def run_demo(*, keep_running: bool = False) -> int:
         web_port = int(env.get("PORT") or _free_port())
         env["PORT"] = str(web_port)
         env.setdefault("API_TOKEN", secrets.token_urlsafe(24))
+        env.setdefault("OPERATOR_TOKEN", secrets.token_urlsafe(24))
         env.setdefault("PUBLIC_BASE_URL", f"http://127.0.0.1:{web_port}")
         env.setdefault("PAYMENTS_POLL_FIRST_DELAY", "2")
         env.setdefault("PAYMENTS_POLL_MIN_INTERVAL", "2")
@@ -140,6 +188,8 @@ def run_demo(*, keep_running: bool = False) -> int:
             env["NOWPAYMENTS_API_KEY"] = "offline-sandbox-key"
             env["NOWPAYMENTS_IPN_SECRET"] = env.get("NOWPAYMENTS_IPN_SECRET") or secrets.token_hex(16)
             env["NOWPAYMENTS_BASE_URL"] = f"http://127.0.0.1:{sim_port}/v1"
+            env["NOWPAYMENTS_EMAIL"] = "payouts@demo.invalid"
+            env["NOWPAYMENTS_PASSWORD"] = secrets.token_hex(12)
             processes.start("simulator", "simulator", "--port", str(sim_port), "--auto-advance", "1.5")
             _wait_for("the simulator", lambda: _http("GET", env["NOWPAYMENTS_BASE_URL"] + "/status")[0] == 200)
             _say("offline: NOWPayments simulator (no NOWPAYMENTS_API_KEY set)")
@@ -186,7 +236,9 @@ def run_demo(*, keep_running: bool = False) -> int:
 
         def settled() -> Any:
             processes.check_alive()
-            _, current = _http("GET", f"{base}/v1/payments/{view['internal_payment_id']}", token)
+            code, current = _http("GET", f"{base}/v1/payments/{view['internal_payment_id']}", token)
+            if code != 200:
+                raise SystemExit(f"demo: GET /v1/payments answered {code}: {current}")
             if not seen or seen[-1] != current["status"]:
                 seen.append(current["status"])
                 _say(f"  status -> {current['status']}")
@@ -199,9 +251,15 @@ def run_demo(*, keep_running: bool = False) -> int:
             final = _wait_for("the payment to be paid and credited", settled, timeout=1800)
         _say(f"credited {final['credit_usd']} USD")
 
+        if offline:
+            _withdraw(base, token, env["OPERATOR_TOKEN"], user_id, processes)
+
         _, balance = _http("GET", f"{base}/v1/users/{user_id}/balance", token)
         _, history = _http("GET", f"{base}/v1/users/{user_id}/transactions", token)
-        _say(f"balance of {user_id}: ${balance['balance_usd']} (total deposited ${balance['total_deposited']})")
+        _say(
+            f"balance of {user_id}: ${balance['balance_usd']} available, ${balance['held_usd']} held"
+            f" (total deposited ${balance['total_deposited']}, withdrawn ${balance['total_withdrawn']})"
+        )
         for item in history["items"]:
             _say(
                 f"  {item['created_at'][:19]}  {item['type']:10} {item['amount_usd']:>10}"

@@ -7,7 +7,8 @@ from decimal import Decimal
 from typing import Any
 
 from domain.errors import DomainError
-from domain.links import explorer_link, format_crypto_amount, payment_uri
+from domain.links import explorer_link, payment_uri
+from domain.money import plain_amount
 from domain.payments import Payment
 from domain.withdrawals import Withdrawal
 from storage.ledger import BalanceView, HistoryItem
@@ -18,7 +19,7 @@ def _money(value: Decimal | None) -> str | None:
 
 
 def _crypto(value: Decimal | None) -> str | None:
-    return None if value is None else format_crypto_amount(value)
+    return None if value is None else plain_amount(value)
 
 
 def _time(value: datetime | None) -> str | None:

@@ -3,7 +3,7 @@ from decimal import Decimal
 import pytest
 
 from domain.errors import InvalidRequest
-from domain.money import decimal_from_wire, floor_cents, format_usd, parse_usd, round_cents
+from domain.money import decimal_from_wire, floor_cents, format_usd, parse_usd, plain_amount, round_cents
 
 
 @pytest.mark.parametrize(
@@ -163,3 +163,19 @@ def test_floor_cents_never_exceeds_its_input_for_positive_amounts():
 )
 def test_format_usd(amount, text):
     assert format_usd(Decimal(amount)) == text
+
+
+@pytest.mark.parametrize(
+    ("amount", "text"),
+    [
+        ("0E-18", "0"),
+        ("0.000000000000000000", "0"),
+        ("-0", "0"),
+        ("0.00000100", "0.000001"),
+        ("1E+3", "1000"),
+        ("25.50", "25.5"),
+        ("123.000000000000000001", "123.000000000000000001"),
+    ],
+)
+def test_plain_amount_has_no_exponent_and_no_trailing_zeros(amount, text):
+    assert plain_amount(Decimal(amount)) == text

@@ -53,6 +53,15 @@ async def test_polling_path_credits_once_without_ipn(database_url, redis_namespa
         user, request_id = _ref("user"), _ref("req")
         stack.actors.create_payment.send(request_id, user, "40.00", "eth")
         payment = await stack.payment_for_request(request_id)
+
+        async def polled():
+            p = await stack.payment(payment.id)
+            return p if p.poll_attempts else None
+
+        # After a poll the gateway has told us actually_paid = 0: the view still renders.
+        assert (await eventually(polled)).actually_paid == 0
+        status, view = await stack.api_get(f"/v1/payments/{payment.id}")
+        assert status == 200 and view["actually_paid"] == "0" and view["status"] == "pending", view
         await stack.sim_post(
             f"/sim/payments/{payment.provider_payment_id}/play", {"scenario": "paid", "send_ipn": False}
         )

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import structlog
 
 from domain.errors import InvalidRequest
+from domain.payments import next_poll_delay
+from gateway.errors import GatewayRejected
 from storage import payments
+from storage.db import transaction
 from workers.context import StageContext
 from workers.stages.apply_status import ApplyResult, apply_gateway_status
 
@@ -26,5 +31,24 @@ async def poll_status(ctx: StageContext, payment_id: str) -> ApplyResult | None:
         return None
     if payment.is_terminal:
         return None
-    snapshot = await ctx.gateway.get_payment(payment.provider_payment_id)
+    try:
+        snapshot = await ctx.gateway.get_payment(payment.provider_payment_id)
+    except GatewayRejected as exc:
+        # The gateway refuses to tell us (unknown payment, bad key): retrying this message will not
+        # help, but the payment must not be forgotten either. Back off and let the scheduler ask again.
+        attempts = payment.poll_attempts + 1
+        delay = next_poll_delay(
+            attempts,
+            first=ctx.settings.payments_poll_first_delay,
+            minimum=ctx.settings.payments_poll_min_interval,
+            maximum=ctx.settings.payments_poll_max_interval,
+        )
+        async with transaction(ctx.pool) as conn:
+            await payments.update_payment(
+                conn,
+                payment.id,
+                {"poll_attempts": attempts, "next_poll_at": datetime.now(UTC) + timedelta(seconds=delay)},
+            )
+        log.warning("poll_refused_by_gateway", payment_id=payment.id, code=exc.code, http_status=exc.http_status)
+        return None
     return await apply_gateway_status(ctx, snapshot, source="poll", polled=True)
