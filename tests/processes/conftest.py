@@ -64,4 +64,3 @@ def redis_db14() -> Iterator[str]:
 def redis_db13() -> Iterator[str]:
     """Redis db 13, owned by the demo test."""
     yield from _owned_redis_db(13)
-

@@ -178,9 +178,12 @@ class Launcher:
             proc.kill()
 
 
-def http_get(url: str, timeout: float = 5.0) -> tuple[int, Any]:
+def http_get(url: str, timeout: float = 5.0, token: str | None = None) -> tuple[int, Any]:
+    request = urllib.request.Request(url)  # noqa: S310 - loopback URLs the tests build
+    if token is not None:
+        request.add_header("Authorization", f"Bearer {token}")
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - loopback
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
             return response.status, json.loads(response.read() or b"null")
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read() or b"null")
