@@ -7,10 +7,12 @@ unprefixed (`DATABASE_URL`, `REDIS_URL`, `PORT`); gateway settings start with
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from typing import Annotated
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+import pydantic_settings
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from domain.payments import VariancePolicy
@@ -74,6 +76,14 @@ class Settings(BaseSettings):
     db_pool_min: int = Field(default=1, ge=0)
     db_pool_max: int = Field(default=10, ge=1)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_means_unset(cls, values: object) -> object:
+        """``API_TOKEN=`` is the same as no API_TOKEN: required settings then say so, optional ones fall back."""
+        if isinstance(values, dict):
+            return {key: value for key, value in values.items() if not (isinstance(value, str) and not value.strip())}
+        return values
+
     @field_validator("public_base_url", "nowpayments_base_url")
     @classmethod
     def _strip_trailing_slash(cls, value: str | None) -> str | None:
@@ -133,3 +143,7 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         raise SettingsError(describe_validation_error(exc)) from None
+    except pydantic_settings.SettingsError as exc:  # a value the environment source cannot even parse (bad JSON)
+        match = re.search(r'field "([a-z0-9_]+)"', str(exc))
+        name = match.group(1).upper() if match else "a setting"
+        raise SettingsError(f"{name} is not valid JSON") from None
