@@ -375,3 +375,62 @@ async def test_cli_approves_completes_rejects_and_shows_with_operator_and_note(d
     finally:
         cli_redis.flushdb()
         cli_redis.close()
+
+
+# --- competing decisions: one wins, the hold is settled once -----------------------------------------------------
+
+
+async def test_competing_decisions_on_one_withdrawal_settle_its_hold_exactly_once(database_url, redis_namespace):
+    async with Stack(database_url, redis_namespace, start_worker=False) as stack:
+        user = ref("user")
+        await fund(stack, user, "100.00")
+        pending = (await withdraw(stack, user, "40.00"))["internal_withdrawal_id"]
+        approved = (await withdraw(stack, user, "60.00"))["internal_withdrawal_id"]
+        await decide(stack, approved, "approve", operator="alice")
+
+        # A pending one: the user cancels while two operators reject and one approves, all at once (x3 each).
+        answers = await asyncio.gather(
+            *[
+                call
+                for _ in range(3)
+                for call in (
+                    stack.api_post(f"/v1/withdrawals/{pending}/cancel", {"user_id": user}),
+                    decide(stack, pending, "reject", operator="bob", note="no"),
+                    decide(stack, pending, "reject", operator="dave", note="nope"),
+                    decide(stack, pending, "approve", operator="erin", note="yes"),
+                )
+            ]
+        )
+        assert {status for status, _ in answers} <= {200, 409}, answers
+        final = (await stack.api_get(f"/v1/withdrawals/{pending}"))[1]
+        moves = [e for e in final["events"] if e["from_status"] is not None]
+        assert len(moves) == 1 or (
+            # approval may win first and then lose nothing: an approved withdrawal can still be rejected
+            [m["to_status"] for m in moves] == ["approved", "rejected"]
+        ), moves
+        released = final["status"] in ("cancelled", "rejected")
+        assert await postings(stack, pending) == (["hold", "release"] if released else ["hold"])
+
+        # An approved one (manual mode): completion and rejection race; exactly one posting happens.
+        answers = await asyncio.gather(
+            *[
+                call
+                for _ in range(3)
+                for call in (
+                    decide(stack, approved, "complete", operator="alice", tx_hash=TX_HASH),
+                    decide(stack, approved, "reject", operator="bob", note="cold feet"),
+                )
+            ]
+        )
+        assert {status for status, _ in answers} <= {200, 409}, answers
+        final = (await stack.api_get(f"/v1/withdrawals/{approved}"))[1]
+        assert final["status"] in ("completed", "rejected")
+        outcome = "complete" if final["status"] == "completed" else "release"
+        assert await postings(stack, approved) == ["hold", outcome]
+        assert [e["to_status"] for e in final["events"]] == ["pending", "approved", final["status"]]
+
+        available, held, withdrawn = await money(stack, user)
+        assert held == (Decimal("40.00") if not released else Decimal(0))
+        assert withdrawn == (Decimal("60.00") if outcome == "complete" else Decimal(0))
+        assert available + held + withdrawn == Decimal("100.00")
+        await no_violations(stack)

@@ -16,8 +16,9 @@ import pytest
 
 from gateway.errors import GatewayTransientError
 from gateway.signature import sign
+from gateway.simulator import CATALOGUE
 from settings import PAYOUT_IPN_PATH
-from storage import withdrawals
+from storage import currencies, withdrawals
 from tests.stack import IPN_SECRET, Stack, eventually
 from tests.workers.test_withdrawal_requests import (
     XRP_ADDRESS,
@@ -460,4 +461,31 @@ async def test_memo_coin_payout_carries_the_memo_and_every_transition_is_attribu
         await wait_idle(stack)
         assert await postings(stack, wid) == ["hold", "complete"]
         assert await money(stack, user) == (Decimal("75.00"), Decimal("0.00"), Decimal("25.00"))
+        await no_violations(stack)
+
+
+async def test_every_active_currency_pays_out_the_estimated_final_amount(database_url, redis_namespace):
+    async with Stack(database_url, redis_namespace, payouts=True, ipn=False, start_worker=False) as stack:
+        user = ref("user")
+        await fund(stack, user, "500.00")
+        async with stack.pool.acquire() as conn:
+            codes = [c.code for c in await currencies.list_currencies(conn, active_only=True)]
+        assert len(codes) >= 5
+        for code in codes:
+            memo = "42" if CATALOGUE[code].extra_id_exists else None
+            view = await withdraw(stack, user, "30.00", currency=code, address=CATALOGUE[code].address(), extra_id=memo)
+            wid = view["internal_withdrawal_id"]
+            await approve(stack, wid)
+            sent = await process_withdrawal_stage(stack.ctx, wid)
+            assert sent.status.value == "processing", (code, sent.error_code, sent.error_message)
+            [payout] = await sim_payouts(stack, wid)
+            expected = await stack.gateway.estimate(Decimal(view["final_amount_usd"]), "usd", code)
+            assert (payout["currency"], Decimal(payout["amount"]), payout["extra_id"]) == (code, expected, memo)
+            await stack.sim_post(f"/sim/payouts/{payout['id']}/play", {"scenario": "finished", "send_ipn": False})
+            assert (await process_withdrawal_stage(stack.ctx, wid)).status.value == "completed", code
+        assert await money(stack, user) == (
+            Decimal("500.00") - 30 * len(codes),
+            Decimal("0.00"),
+            Decimal("30.00") * len(codes),
+        )
         await no_violations(stack)

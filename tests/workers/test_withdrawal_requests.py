@@ -537,3 +537,17 @@ async def test_twenty_concurrent_request_messages_for_the_whole_balance_accept_e
         assert await postings(stack, rows[0]["id"]) == ["hold"]
         assert await money(stack, user) == (Decimal("0.00"), Decimal("50.00"), Decimal(0))
         await no_violations(stack)
+
+
+async def test_concurrent_replays_of_one_request_id_create_one_withdrawal(database_url, redis_namespace):
+    async with Stack(database_url, redis_namespace, start_worker=False) as stack:
+        user = ref("user")
+        await fund(stack, user, "100.00")
+        body = withdrawal_body(user, "30.00")
+        answers = await asyncio.gather(*(stack.api_post("/v1/withdrawals", body) for _ in range(10)))
+        assert sorted(status for status, _ in answers) == [200] * 9 + [201], answers
+        assert len({answer["internal_withdrawal_id"] for _, answer in answers}) == 1
+        wid = answers[0][1]["internal_withdrawal_id"]
+        assert await postings(stack, wid) == ["hold"]
+        assert await count(stack, "SELECT count(*) FROM withdrawal_events") == 1
+        assert await money(stack, user) == (Decimal("70.00"), Decimal("30.00"), Decimal(0))
