@@ -116,7 +116,8 @@ async def claim_payout(conn: asyncpg.Connection, withdrawal_id: str, *, lease_se
         """
         UPDATE withdrawals
            SET payout_claimed_until = now() + make_interval(secs => $2), payout_mode = 'gateway',
-               updated_at = now()
+               -- if this attempt dies, the scheduler comes back once the lease has run out
+               next_check_at = now() + make_interval(secs => $2), updated_at = now()
          WHERE id = $1 AND status = 'approved' AND provider_payout_id IS NULL
            AND (payout_claimed_until IS NULL OR payout_claimed_until < now())
         RETURNING *

@@ -72,7 +72,7 @@ def declare_actors(broker: RedisBroker) -> PipelineActors:
         try:
             await process_withdrawal_stage(current_context(), withdrawal_id_message(args, kwargs))
         except PayoutInProgress as exc:
-            raise dramatiq.Retry(str(exc), delay=LEASE_RETRY_DELAY_MS) from None
+            raise dramatiq.Retry(str(exc), delay=exc.retry_after_ms) from None
 
     def declare(fn: Any, queue: str) -> dramatiq.Actor:
         return dramatiq.actor(

@@ -8,14 +8,15 @@ from typing import Any
 
 from domain.errors import DomainError
 from domain.links import explorer_link, payment_uri
-from domain.money import plain_amount
+from domain.money import CENT, plain_amount
 from domain.payments import Payment
 from domain.withdrawals import Withdrawal
 from storage.ledger import BalanceView, HistoryItem
 
 
 def _money(value: Decimal | None) -> str | None:
-    return None if value is None else format(value, "f")
+    """USD as text with exactly two decimals: ``"0.00"``, ``"25.50"``."""
+    return None if value is None else format(value.quantize(CENT), "f")
 
 
 def _crypto(value: Decimal | None) -> str | None:

@@ -255,7 +255,7 @@ async def test_manual_completion_or_rejection_of_a_withdrawal_handed_to_the_gate
         for wid in (claimed, sent):
             for action, extra in (("complete", {"tx_hash": TX_HASH}), ("reject", {"note": "changed our minds"})):
                 status, body = await decide(stack, wid, action, operator="bob", **extra)
-                assert (status, body["error"]) == (400, "invalid_request"), (wid, action, body)
+                assert (status, body["error"]) == (409, "invalid_transition"), (wid, action, body)
                 assert "handed to the payout gateway" in body["message"]
         assert await postings(stack, claimed) == ["hold"]
         assert await postings(stack, sent) == ["hold"]

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 
-from domain.errors import InvalidRequest
+from domain.errors import InvalidRequest, InvalidTransition
 from domain.withdrawals import Withdrawal, WithdrawalStatus
 from storage import withdrawals
 from storage.db import transaction
@@ -12,6 +13,7 @@ from workers.context import StageContext
 from workers.stages.withdrawal_transitions import move_withdrawal
 
 MAX_NOTE_LENGTH = 1000
+APPROVED_CHECK_SECONDS = 60.0
 _TX_HASH = re.compile(r"^[A-Za-z0-9:_-]{8,200}$")
 
 
@@ -58,7 +60,15 @@ async def cancel_withdrawal(
 
 async def approve_withdrawal(ctx: StageContext, withdrawal_id: str, *, operator: str, note: str) -> Withdrawal:
     """Approve a pending request and enqueue its payout."""
-    approved = await _decide(ctx, withdrawal_id, WithdrawalStatus.APPROVED, actor=f"operator:{operator}", note=note)
+    # With payouts on, the scheduler also looks at it shortly, in case the message below is lost.
+    check_later = (
+        {"next_check_at": datetime.now(UTC) + timedelta(seconds=APPROVED_CHECK_SECONDS)}
+        if ctx.settings.payouts_enabled
+        else None
+    )
+    approved = await _decide(
+        ctx, withdrawal_id, WithdrawalStatus.APPROVED, actor=f"operator:{operator}", note=note, changes=check_later
+    )
     if approved.status is WithdrawalStatus.APPROVED:
         await ctx.enqueue.process_withdrawal(approved.id)
     return approved
@@ -72,10 +82,9 @@ async def reject_withdrawal(ctx: StageContext, withdrawal_id: str, *, operator: 
     )
 
 
-def _in_gateway_hands(withdrawal_id: str) -> InvalidRequest:
-    return InvalidRequest(
-        f"withdrawal {withdrawal_id} has been handed to the payout gateway; only its answer can settle it now",
-        field="withdrawal_id",
+def _in_gateway_hands(withdrawal_id: str) -> InvalidTransition:
+    return InvalidTransition(
+        f"withdrawal {withdrawal_id} has been handed to the payout gateway; only its answer can settle it now"
     )
 
 

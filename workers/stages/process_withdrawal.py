@@ -25,11 +25,17 @@ log = structlog.get_logger(__name__)
 
 PAYOUT_LEASE_SECONDS = 120.0
 PAYOUT_CHECK_SECONDS = 30.0
+AMBIGUOUS_PAYOUT_WAIT_SECONDS = 10.0
+IN_PROGRESS_RECHECK_MS = 5_000
 GATEWAY_ACTOR = "gateway:nowpayments"
 
 
 class PayoutInProgress(Exception):
-    """Another worker holds the payout lease; retry later and find its result."""
+    """Another attempt holds the payout lease; retry once it has run out and find its result."""
+
+    def __init__(self, message: str, *, retry_after_ms: int) -> None:
+        super().__init__(message)
+        self.retry_after_ms = retry_after_ms
 
 
 async def process_withdrawal(ctx: StageContext, withdrawal_id: str) -> Withdrawal:
@@ -53,40 +59,72 @@ async def _send_payout(ctx: StageContext, withdrawal: Withdrawal) -> Withdrawal:
     async with transaction(ctx.pool) as conn:
         claimed = await withdrawals.claim_payout(conn, withdrawal.id, lease_seconds=PAYOUT_LEASE_SECONDS)
     if claimed is None:
-        async with ctx.pool.acquire() as conn:
-            current = await withdrawals.get_withdrawal(conn, withdrawal.id)
-        assert current is not None
+        current = await _current(ctx, withdrawal.id)
         if current.status is not WithdrawalStatus.APPROVED or current.provider_payout_id is not None:
             return current
-        raise PayoutInProgress(f"withdrawal {withdrawal.id} is being paid out by another worker")
+        wait = (current.payout_claimed_until or datetime.now(UTC)) - datetime.now(UTC)
+        raise PayoutInProgress(
+            f"withdrawal {withdrawal.id} is being paid out by another attempt",
+            # Look again soon (the holder usually finishes in well under a second), never later than the
+            # lease's end; 25 retries at this cap outlast the whole lease.
+            retry_after_ms=min(IN_PROGRESS_RECHECK_MS, max(1_000, int(wait.total_seconds() * 1000) + 500)),
+        )
     withdrawal = claimed
 
-    # Reconcile first: a previous attempt may have reached the gateway and died before recording it.
-    payout = await ctx.gateway.find_payout_by_external_id(withdrawal.id)
-    if payout is None:
-        amount = withdrawal.payout_amount or await ctx.gateway.estimate(
-            withdrawal.final_amount_usd, "usd", withdrawal.currency_code
-        )
-        if withdrawal.payout_amount is None:
-            async with transaction(ctx.pool) as conn:  # the amount we ask for never changes on a retry
-                await withdrawals.update_withdrawal(conn, withdrawal.id, {"payout_amount": amount})
-        try:
-            payout = await ctx.gateway.create_payout(
-                address=withdrawal.wallet_address,
-                currency=withdrawal.currency_code,
-                amount=amount,
-                extra_id=withdrawal.extra_id,
-                ipn_callback_url=ctx.settings.payout_ipn_callback_url,
-                unique_external_id=withdrawal.id,
+    try:
+        payout = await _find_or_create_payout(ctx, withdrawal)
+    except BaseException:
+        # The next attempt looks the payout up by our id before creating one. Give the gateway a short
+        # while to register a payout whose answer we lost, then let the retry (or the scheduler) go.
+        retry_at = datetime.now(UTC) + timedelta(seconds=AMBIGUOUS_PAYOUT_WAIT_SECONDS)
+        async with transaction(ctx.pool) as conn:
+            await withdrawals.update_withdrawal(
+                conn, withdrawal.id, {"payout_claimed_until": retry_at, "next_check_at": retry_at}
             )
-        except GatewayRejected as exc:
-            if exc.code == DUPLICATE_EXTERNAL_ID:
-                payout = await ctx.gateway.find_payout_by_external_id(withdrawal.id)
-                if payout is None:
-                    raise
-            else:
-                return await _fail(ctx, withdrawal.id, exc)
+        raise
+    if payout is None:
+        return await _current(ctx, withdrawal.id)
     return await _record_payout(ctx, withdrawal.id, payout)
+
+
+async def _find_or_create_payout(ctx: StageContext, withdrawal: Withdrawal) -> GatewayPayout | None:
+    """The payout for this withdrawal: found by our id if an earlier attempt sent it, else created now.
+
+    ``None`` when the gateway refused it for good (the withdrawal is then failed and released).
+    """
+    payout = await ctx.gateway.find_payout_by_external_id(withdrawal.id)
+    if payout is not None:
+        return payout
+    amount = withdrawal.payout_amount or await ctx.gateway.estimate(
+        withdrawal.final_amount_usd, "usd", withdrawal.currency_code
+    )
+    if withdrawal.payout_amount is None:
+        async with transaction(ctx.pool) as conn:  # the amount we ask for never changes on a retry
+            await withdrawals.update_withdrawal(conn, withdrawal.id, {"payout_amount": amount})
+    try:
+        return await ctx.gateway.create_payout(
+            address=withdrawal.wallet_address,
+            currency=withdrawal.currency_code,
+            amount=amount,
+            extra_id=withdrawal.extra_id,
+            ipn_callback_url=ctx.settings.payout_ipn_callback_url,
+            unique_external_id=withdrawal.id,
+        )
+    except GatewayRejected as exc:
+        if exc.code != DUPLICATE_EXTERNAL_ID:
+            await _fail(ctx, withdrawal.id, exc)
+            return None
+        payout = await ctx.gateway.find_payout_by_external_id(withdrawal.id)
+        if payout is None:
+            raise
+        return payout
+
+
+async def _current(ctx: StageContext, withdrawal_id: str) -> Withdrawal:
+    async with ctx.pool.acquire() as conn:
+        current = await withdrawals.get_withdrawal(conn, withdrawal_id)
+    assert current is not None
+    return current
 
 
 async def _record_payout(ctx: StageContext, withdrawal_id: str, payout: GatewayPayout) -> Withdrawal:
