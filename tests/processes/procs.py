@@ -113,7 +113,7 @@ class Proc:
         self.out_path = logdir / f"{name}.out"
         self.err_path = logdir / f"{name}.err"
         with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
-            self.popen = subprocess.Popen(  # noqa: S603 - our own console command
+            self.popen = subprocess.Popen(
                 list(args), env=dict(env), cwd=REPO, stdout=out, stderr=err, start_new_session=True
             )
         self.pgid = self.popen.pid
