@@ -69,6 +69,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
         os.environ.get("WORKER_THREADS", "8"),
         "--worker-shutdown-timeout",
         str(WORKER_SHUTDOWN_TIMEOUT_MS),
+        # dramatiq's launcher waits this long for a "ready" signal that a child dying at boot never sends;
+        # we fork no extra processes, so a short wait only makes a failed boot exit sooner.
+        "--worker-fork-timeout",
+        "1000",
         "--skip-logging",
         *args.dramatiq_args,
     ]

@@ -234,12 +234,6 @@ def test_worker_with_unreachable_database_exits_non_zero_instead_of_consuming(fa
     assert DB_PASSWORD not in proc.output and SECRET_API_KEY not in proc.output
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (minor): the worker's boot fails in <1 s but the process exits only ~30 s later: dramatiq's CLI "
-    "waits --worker-fork-timeout (default 30000 ms) for a ready event the dead child never sets; "
-    "workers/cli.py cmd_worker could pass a short --worker-fork-timeout (no fork processes are used)",
-)
 def test_worker_with_unreachable_database_exits_within_seconds(failed_worker_boot):
     proc, elapsed, _ = failed_worker_boot
     assert proc.popen.returncode not in (None, 0)
