@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import math
 import re
 from collections.abc import Mapping
@@ -19,6 +18,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from gateway import wire
 from gateway.errors import InvalidSignature
 
 _SHORT_ESCAPES = {
@@ -121,39 +121,19 @@ def _number_to_double(value: int | Decimal | float) -> float:
         return math.nan
 
 
-def _write(value: Any, out: list[str]) -> None:
-    if value is None:
-        out.append("null")
-    elif value is True:
-        out.append("true")
-    elif value is False:
-        out.append("false")
-    elif isinstance(value, str):
-        out.append(_quote(value))
-    elif isinstance(value, int | float | Decimal):
-        out.append(js_number(_number_to_double(value)))
-    elif isinstance(value, Mapping):
-        keys = list(value.keys())
-        for key in keys:
-            if not isinstance(key, str):
-                raise TypeError(f"object keys must be strings, got {type(key).__name__}")
-        out.append("{")
-        for index, key in enumerate(_key_order(keys)):
-            if index:
-                out.append(",")
-            out.append(_quote(key))
-            out.append(":")
-            _write(value[key], out)
-        out.append("}")
-    elif isinstance(value, list | tuple):
-        out.append("[")
-        for index, item in enumerate(value):
-            if index:
-                out.append(",")
-            _write(item, out)
-        out.append("]")
-    else:
-        raise TypeError(f"cannot canonicalise {type(value).__name__}")
+def _js_number(value: int | float | Decimal) -> str:
+    return js_number(_number_to_double(value))
+
+
+def _sorted_keys(mapping: Mapping[Any, Any]) -> list[str]:
+    keys = list(mapping.keys())
+    for key in keys:
+        if not isinstance(key, str):
+            raise TypeError(f"object keys must be strings, got {type(key).__name__}")
+    return _key_order(keys)
+
+
+_JAVASCRIPT = wire.Dialect(quote=_quote, number=_js_number, keys=_sorted_keys, unwritable="cannot canonicalise {}")
 
 
 def canonical_json(value: Any) -> str:
@@ -162,9 +142,7 @@ def canonical_json(value: Any) -> str:
     Input is JSON as Python holds it after ``json.loads(..., parse_float=Decimal)``:
     dict, list, str, int, Decimal (float also accepted), bool, None.
     """
-    out: list[str] = []
-    _write(value, out)
-    return "".join(out)
+    return wire.write(value, _JAVASCRIPT)
 
 
 def _secret_bytes(secret: SecretStr | str) -> bytes:
@@ -186,10 +164,6 @@ def sign(payload: bytes | Mapping[str, Any], secret: SecretStr | str) -> str:
     return hmac.new(_secret_bytes(secret), data, hashlib.sha512).hexdigest()
 
 
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
 def verify_ipn(raw_body: bytes, signature: str | None, secret: SecretStr | str) -> dict[str, Any]:
     """Authenticate a NOWPayments callback and return its parsed body.
 
@@ -201,7 +175,7 @@ def verify_ipn(raw_body: bytes, signature: str | None, secret: SecretStr | str) 
     if not signature or not signature.strip():
         raise InvalidSignature("missing signature")
     try:
-        parsed = json.loads(bytes(raw_body).decode("utf-8"), parse_float=Decimal, parse_constant=_refuse_constant)
+        parsed = wire.loads(bytes(raw_body))
     except (UnicodeDecodeError, ValueError) as exc:
         raise InvalidSignature("malformed body") from exc
     if not isinstance(parsed, dict):
