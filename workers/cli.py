@@ -249,6 +249,54 @@ def cmd_withdrawals(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def cmd_deposits(args: argparse.Namespace) -> int:
+    """Deposits held for review: list them, or release one (credit it) with a note."""
+    from decimal import Decimal, InvalidOperation
+
+    from domain.errors import InvalidRequest
+    from domain.money import format_usd
+    from storage import payments
+    from storage.db import create_pool
+    from workers.stages.release_deposit import release_held_deposit
+
+    settings = _settings()
+    operator = args.operator or os.environ.get("USER") or "cli"
+
+    async def run() -> int:
+        pool = await create_pool(settings.database_url.get_secret_value(), min_size=1, max_size=2)
+        try:
+            if args.action == "held":
+                async with pool.acquire() as conn:
+                    for p in await payments.list_held(conn):
+                        print(
+                            f"{p.id}  {p.status.value:14} {p.user_id:16} ordered {format_usd(p.amount_usd):>10}"
+                            f"  received {p.actually_paid or 0} of {p.pay_amount or '?'} {p.currency_code}"
+                            f"  — {p.hold_reason}"
+                        )
+                return 0
+            if not args.payment_id:
+                print("a payment id is required", file=sys.stderr)
+                return 2
+            try:
+                credit = Decimal(args.credit) if args.credit else None
+            except InvalidOperation:
+                print(f"--credit {args.credit!r} is not a decimal amount", file=sys.stderr)
+                return 2
+            try:
+                p = await release_held_deposit(
+                    pool, args.payment_id, operator=operator, note=args.note or "", credit_usd=credit
+                )
+            except InvalidRequest as exc:
+                print(f"refused: {exc}", file=sys.stderr)
+                return 1
+            print(f"{p.id} released: {format_usd(p.credit_usd or 0)} credited to {p.user_id}")
+            return 0
+        finally:
+            await pool.close()
+
+    return asyncio.run(run())
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from workers.demo import run_demo
 
@@ -287,6 +335,13 @@ def build_parser() -> argparse.ArgumentParser:
     wd.add_argument("--tx-hash", help="transaction hash of the off-platform payout (complete)")
     wd.add_argument("--status", help="list only this status")
     wd.set_defaults(func=cmd_withdrawals)
+    dep = sub.add_parser("deposits", help="list deposits held for review, or release one")
+    dep.add_argument("action", choices=["held", "release"])
+    dep.add_argument("payment_id", nargs="?")
+    dep.add_argument("--note", help="why (required)")
+    dep.add_argument("--operator", help="who decides (default: $USER)")
+    dep.add_argument("--credit", help="USD to credit (default: the value that arrived)")
+    dep.set_defaults(func=cmd_deposits)
     demo = sub.add_parser("demo", help="run the pipeline end to end against the offline simulator")
     demo.add_argument("--keep-running", action="store_true", help="leave the processes up after the demo")
     demo.set_defaults(func=cmd_demo)

@@ -10,6 +10,9 @@ _QUERIES = {
     "held": "SELECT count(*) FROM payments WHERE hold_reason IS NOT NULL AND settled_at IS NULL",
     "unsettled": "SELECT count(*) FROM payments WHERE credit_usd > 0 AND settled_at IS NULL AND hold_reason IS NULL",
     "ledger_transactions": "SELECT count(*) FROM ledger_transactions",
+    "stuck_creation": "SELECT count(*) FROM payments WHERE provider_payment_id IS NULL AND status = 'pending'"
+    " AND created_at < now() - interval '5 minutes'",
+    "withdrawals_by_status": "SELECT status, count(*) AS n FROM withdrawals GROUP BY status",
 }
 
 
@@ -20,6 +23,8 @@ async def render_metrics(pool: asyncpg.Pool) -> str:
         held = await conn.fetchval(_QUERIES["held"])
         unsettled = await conn.fetchval(_QUERIES["unsettled"])
         postings = await conn.fetchval(_QUERIES["ledger_transactions"])
+        stuck = await conn.fetchval(_QUERIES["stuck_creation"])
+        withdrawals_by_status = await conn.fetch(_QUERIES["withdrawals_by_status"])
     lines = [
         "# HELP payments_total Deposit payments by status.",
         "# TYPE payments_total gauge",
@@ -36,5 +41,11 @@ async def render_metrics(pool: asyncpg.Pool) -> str:
         "# HELP ledger_transactions_total Ledger transactions written.",
         "# TYPE ledger_transactions_total counter",
         f"ledger_transactions_total {postings}",
+        "# HELP payments_creation_stuck Pending payments with no gateway payment after 5 minutes.",
+        "# TYPE payments_creation_stuck gauge",
+        f"payments_creation_stuck {stuck}",
+        "# HELP withdrawals_total Withdrawals by status.",
+        "# TYPE withdrawals_total gauge",
+        *(f'withdrawals_total{{status="{row["status"]}"}} {row["n"]}' for row in withdrawals_by_status),
     ]
     return "\n".join(lines) + "\n"

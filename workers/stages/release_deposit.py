@@ -1,0 +1,93 @@
+"""An operator releases a deposit held for review: it is credited, once, with who and why recorded.
+
+Held deposits are variances under a `hold_for_review` policy, funds reported on a payment that had
+already failed or expired, and funds that arrived after the payment was settled. The operator
+credits what arrived (or less, never more).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import asyncpg
+import structlog
+
+from domain.errors import InvalidRequest
+from domain.ledger import GATEWAY_CLEARING, AccountRef, Entry, LedgerPosting, TransactionType
+from domain.money import ZERO, format_usd
+from domain.payments import Payment, received_value_usd
+from storage import ledger, payments
+from storage.db import transaction
+
+log = structlog.get_logger(__name__)
+
+
+def _received_value(payment: Payment) -> Decimal:
+    if payment.pay_amount is None or payment.actually_paid is None:
+        return payment.amount_usd if payment.status.value == "completed" else ZERO
+    return received_value_usd(
+        price_amount=payment.amount_usd, pay_amount=payment.pay_amount, actually_paid=payment.actually_paid
+    )
+
+
+async def release_held_deposit(
+    pool: asyncpg.Pool, payment_id: str, *, operator: str, note: str, credit_usd: Decimal | None = None
+) -> Payment:
+    """Credit a held deposit: the received value by default, or a smaller amount the operator names."""
+    if not operator.strip():
+        raise InvalidRequest("operator (who decides) is required", field="operator")
+    if not note.strip():
+        raise InvalidRequest("a release needs a note saying why", field="note")
+    async with transaction(pool) as conn:
+        payment = await payments.get_payment(conn, payment_id, for_update=True)
+        if payment is None:
+            raise InvalidRequest(f"no payment {payment_id!r}", field="payment_id")
+        if payment.hold_reason is None:
+            raise InvalidRequest(f"payment {payment_id} is not held for review", field="payment_id")
+        already = payment.credit_usd if payment.settled_at is not None and payment.credit_usd else ZERO
+        available = _received_value(payment) - already
+        amount = available if credit_usd is None else credit_usd
+        if amount <= ZERO:
+            raise InvalidRequest(f"nothing to credit: {format_usd(available)} arrived beyond what was credited")
+        if amount > available:
+            raise InvalidRequest(
+                f"{format_usd(amount)} is more than the {format_usd(available)} that arrived", field="credit_usd"
+            )
+        key = f"deposit:{payment.id}" if payment.settled_at is None else f"deposit:{payment.id}:released"
+        posting = LedgerPosting(
+            idempotency_key=key,
+            type=TransactionType.DEPOSIT,
+            description=f"Deposit released by operator - {payment.id}",
+            entries=(Entry(AccountRef.available(payment.user_id), amount), Entry(GATEWAY_CLEARING, -amount)),
+        )
+        result = await ledger.post(conn, posting)
+        if not result.created:
+            raise InvalidRequest(f"payment {payment_id} was already released", field="payment_id")
+        updated = await payments.update_payment(
+            conn,
+            payment.id,
+            {
+                "settled_at": payment.settled_at or datetime.now(UTC),
+                "ledger_transaction_id": payment.ledger_transaction_id or result.transaction_id,
+                "credit_usd": already + amount,
+                "hold_reason": None,
+                "next_poll_at": None,
+            },
+        )
+        await payments.add_event(
+            conn,
+            payment.id,
+            source="operator",
+            from_status=payment.status.value,
+            to_status=payment.status.value,
+            detail={
+                "operator": operator,
+                "note": note,
+                "released_usd": amount,
+                "hold_reason": payment.hold_reason,
+                "ledger_transaction_id": result.transaction_id,
+            },
+        )
+    log.info("held_deposit_released", payment_id=payment.id, operator=operator, credit_usd=format_usd(amount))
+    return updated
