@@ -11,7 +11,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from enum import StrEnum
 from typing import Literal
 
@@ -222,6 +222,17 @@ def _compile_rule(pattern: str, *, what: str, currency: str | None, field: str) 
             "please try again later or contact support",
             field=field,
         ) from exc
+
+
+def network_fee_in_usd(*, fee_crypto: Decimal, amount_crypto: Decimal, amount_usd: Decimal) -> Decimal:
+    """A payout fee quoted in the coin, in USD at the rate of the payout itself, rounded half-up to the cent."""
+    if amount_crypto <= 0:
+        raise InvalidRequest("the gateway quoted no amount for this withdrawal", field="amount_usd")
+    if fee_crypto < 0:
+        raise InvalidRequest("the gateway quoted a negative fee", field="amount_usd")
+    with localcontext() as exact:
+        exact.prec = 80
+        return round_cents(fee_crypto * amount_usd / amount_crypto)
 
 
 def validate_destination(

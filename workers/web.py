@@ -16,7 +16,7 @@ from pydantic import SecretStr
 from domain.errors import InvalidRequest, InvalidTransition
 from domain.qr import qr_svg
 from domain.withdrawals import Withdrawal
-from gateway.errors import GatewayProtocolError, InvalidSignature
+from gateway.errors import GatewayProtocolError, GatewayTransientError, InvalidSignature
 from gateway.models import GatewayPayment, GatewayPayout
 from gateway.signature import verify_ipn
 from settings import IPN_PATH, PAYOUT_IPN_PATH, Settings
@@ -105,6 +105,8 @@ async def require_api_token(request: web.Request, handler: Callable[[web.Request
         return _error(404, "not_found", str(exc))
     except InvalidRequest as exc:
         return _error(400, "invalid_request", str(exc))
+    except GatewayTransientError:
+        return _error(503, "gateway_unavailable", "NOWPayments did not answer; nothing was changed, try again")
 
 
 async def _verified_ipn_body(request: web.Request) -> dict[str, Any] | web.Response:

@@ -1,4 +1,5 @@
 from decimal import Decimal
+from decimal import Decimal as D
 from itertools import product
 
 import pytest
@@ -11,6 +12,7 @@ from domain.withdrawals import (
     WithdrawalStatus,
     can_transition,
     hold_outcome,
+    network_fee_in_usd,
     quote_withdrawal,
     transition,
     validate_destination,
@@ -322,3 +324,18 @@ def test_catastrophic_pattern_is_only_run_on_short_input() -> None:
     # (a+)+$ backtracks exponentially; the 128-character cap is refused before matching.
     with pytest.raises(InvalidRequest, match="longer than 128"):
         check("a" * 5000 + "!", wallet_regex=r"^(a+)+$")
+
+
+def test_network_fee_in_usd_converts_at_the_payout_rate_rounding_half_up():
+    # 0.0001 BTC fee on a 0.001 BTC payout worth $50.00 is $5.00.
+    assert network_fee_in_usd(fee_crypto=D("0.0001"), amount_crypto=D("0.001"), amount_usd=D("50.00")) == D("5.00")
+    # $0.125 rounds half-up to $0.13; $0.1249999 rounds to $0.12.
+    assert network_fee_in_usd(fee_crypto=D("1"), amount_crypto=D("80"), amount_usd=D("10.00")) == D("0.13")
+    assert network_fee_in_usd(fee_crypto=D("0.999999"), amount_crypto=D("80"), amount_usd=D("10.00")) == D("0.12")
+    assert network_fee_in_usd(fee_crypto=D("0"), amount_crypto=D("5"), amount_usd=D("10.00")) == D("0.00")
+
+
+@pytest.mark.parametrize(("fee", "amount"), [("1", "0"), ("-1", "5")])
+def test_network_fee_in_usd_refuses_a_nonsense_quote(fee, amount):
+    with pytest.raises(InvalidRequest):
+        network_fee_in_usd(fee_crypto=D(fee), amount_crypto=D(amount), amount_usd=D("10.00"))

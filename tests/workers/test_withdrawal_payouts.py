@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 
 import pytest
@@ -437,7 +438,13 @@ async def test_memo_coin_payout_carries_the_memo_and_every_transition_is_attribu
         await fund(stack, user, "100.00")
         view = await withdraw(stack, user, "25.00", currency="xrp", address=XRP_ADDRESS, extra_id=" 123456 ")
         wid = view["internal_withdrawal_id"]
-        assert view["extra_id"] == "123456" and view["final_amount_usd"] == "23.50"
+        # With payouts on, the network fee is the gateway's payout fee for this amount, in USD (half-up).
+        crypto = await stack.gateway.estimate(Decimal("25.00"), "usd", "xrp")
+        fee = await stack.gateway.payout_fee("xrp", crypto)
+        network = (Fraction(fee) * 25 / Fraction(crypto) * 100 + Fraction(1, 2)).__floor__() / Decimal(100)
+        assert view["network_fee_usd"] == f"{network:.2f}" and network != Decimal("1.00")
+        assert view["extra_id"] == "123456"
+        assert Decimal(view["final_amount_usd"]) == Decimal("25.00") - network - Decimal("0.50")
         await approve(stack, wid, operator="alice", note="regular customer")
         sent = await wait_status(stack, wid, "processing")
         [payout] = await sim_payouts(stack, wid)

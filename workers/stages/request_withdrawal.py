@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from decimal import Decimal
 
 import asyncpg
 import structlog
@@ -15,10 +16,12 @@ from domain.withdrawals import (
     FeeSchedule,
     Withdrawal,
     WithdrawalStatus,
+    network_fee_in_usd,
     quote_withdrawal,
     validate_destination,
     withdrawal_fingerprint,
 )
+from gateway.errors import GatewayRejected
 from settings import Settings
 from storage import currencies, ledger, withdrawals
 from storage.db import transaction
@@ -45,6 +48,18 @@ def fee_schedule(settings: Settings, currency_code: str) -> FeeSchedule:
     )
 
 
+async def gateway_network_fee_usd(ctx: StageContext, currency_code: str, amount_usd: Decimal) -> Decimal:
+    """NOWPayments' payout fee for sending ``amount_usd`` worth of the coin, converted to USD."""
+    try:
+        amount_crypto = await ctx.gateway.estimate(amount_usd, "usd", currency_code)
+        fee_crypto = await ctx.gateway.payout_fee(currency_code, amount_crypto)
+    except GatewayRejected as exc:
+        raise InvalidRequest(
+            f"payouts in {currency_code!r} are not available: {exc.message[:200]}", field="currency_code"
+        ) from None
+    return network_fee_in_usd(fee_crypto=fee_crypto, amount_crypto=amount_crypto, amount_usd=amount_usd)
+
+
 @dataclass(frozen=True)
 class RequestResult:
     withdrawal: Withdrawal
@@ -52,32 +67,40 @@ class RequestResult:
 
 
 async def request_withdrawal(ctx: StageContext, request: WithdrawalRequest) -> RequestResult:
-    """Idempotent on ``request.request_id``. The hold commits with the request or not at all."""
-    async with transaction(ctx.pool) as conn:
+    """Idempotent on ``request.request_id``. The hold commits with the request or not at all.
+
+    With payouts on, the network fee is the gateway's own payout fee for this amount, in USD.
+    """
+    async with ctx.pool.acquire() as conn:
         currency = await currencies.get_currency(conn, request.currency_code)
-        if currency is None:
-            raise InvalidRequest(f"unknown currency {request.currency_code!r}", field="currency_code")
-        address, extra_id = validate_destination(
-            request.wallet_address,
-            request.extra_id,
-            wallet_regex=currency.wallet_regex,
-            extra_id_required=currency.extra_id_required,
-            extra_id_regex=currency.extra_id_regex,
-            currency=currency.code,
-        )
-        fingerprint = withdrawal_fingerprint(
-            user_id=request.user_id,
-            amount_usd=request.amount_usd,
-            currency_code=currency.code,
-            wallet_address=address,
-            extra_id=extra_id,
-        )
         existing = await withdrawals.find_by_request_id(conn, request.request_id)
-        if existing is not None:
-            return _replay(existing, fingerprint)
-        if not currency.active:
-            raise InvalidRequest(f"currency {currency.code!r} is not active", field="currency_code")
-        quote = quote_withdrawal(request.amount_usd, fee_schedule(ctx.settings, currency.code))
+    if currency is None:
+        raise InvalidRequest(f"unknown currency {request.currency_code!r}", field="currency_code")
+    address, extra_id = validate_destination(
+        request.wallet_address,
+        request.extra_id,
+        wallet_regex=currency.wallet_regex,
+        extra_id_required=currency.extra_id_required,
+        extra_id_regex=currency.extra_id_regex,
+        currency=currency.code,
+    )
+    fingerprint = withdrawal_fingerprint(
+        user_id=request.user_id,
+        amount_usd=request.amount_usd,
+        currency_code=currency.code,
+        wallet_address=address,
+        extra_id=extra_id,
+    )
+    if existing is not None:
+        return _replay(existing, fingerprint)
+    if not currency.active:
+        raise InvalidRequest(f"currency {currency.code!r} is not active", field="currency_code")
+    fees = fee_schedule(ctx.settings, currency.code)
+    if ctx.settings.payouts_enabled:
+        fees = replace(fees, network_fee_usd=await gateway_network_fee_usd(ctx, currency.code, request.amount_usd))
+    quote = quote_withdrawal(request.amount_usd, fees)
+
+    async with transaction(ctx.pool) as conn:
         created = await withdrawals.insert_withdrawal(
             conn,
             withdrawal_id=new_withdrawal_id(),
