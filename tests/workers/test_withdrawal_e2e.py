@@ -113,3 +113,25 @@ async def test_gateway_payout_completes_once(database_url, redis_namespace):
             Decimal("0.00"),
             Decimal("50.00"),
         )
+
+
+async def test_fee_quote_unavailable_answers_503_and_holds_nothing(database_url, redis_namespace):
+    async with Stack(database_url, redis_namespace, payouts=True) as stack:
+        user = _ref("user")
+        await _fund(stack, user, "50.00")
+        await stack.sim_post("/sim/faults", {"status": 503, "count": 50, "path_prefix": "/v1/estimate"})
+        status, body = await stack.api_post(
+            "/v1/withdrawals",
+            {
+                "request_id": _ref("wd"),
+                "user_id": user,
+                "amount_usd": "20.00",
+                "currency_code": "btc",
+                "wallet_address": BTC_ADDRESS,
+            },
+        )
+        assert (status, body["error"]) == (503, "gateway_unavailable"), body
+        async with stack.pool.acquire() as conn:
+            assert await conn.fetchval("SELECT count(*) FROM withdrawals") == 0
+            balance = await ledger.user_balance(conn, user)
+        assert (balance.balance_usd, balance.held_usd) == (Decimal("50.00"), Decimal("0.00"))
