@@ -19,7 +19,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from types import TracebackType
@@ -286,39 +286,63 @@ class NowPaymentsClient:
         params: Mapping[str, str] | None = None,
         json_body: Mapping[str, Any] | None = None,
         idempotent: bool | None = None,
-        bearer: str | None = None,
         expect_json: bool = True,
+        payout_auth: bool = False,
     ) -> _Answer:
-        if idempotent is None:
-            idempotent = method == "GET"
-        data = wire.dumps(json_body).encode("utf-8") if json_body is not None else None
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return await self._attempt(
+        """One API call, repeated on transient failures where that is safe.
+
+        With `payout_auth` it carries the payout JWT (signed in on demand); a 401 answer (an
+        expired or revoked token) makes it sign in again and repeat the call once. That repeat
+        is safe even for a POST: a request refused for its credentials was not acted upon."""
+        repeatable = method == "GET" if idempotent is None else idempotent
+
+        async def send(bearer: str | None) -> _Answer:
+            data = wire.dumps(json_body).encode("utf-8") if json_body is not None else None
+            return await self._with_retries(
+                lambda: self._attempt(
                     method,
                     path,
                     params=params,
                     data=data,
-                    idempotent=idempotent,
+                    idempotent=repeatable,
                     bearer=bearer,
                     expect_json=expect_json,
                 )
+            )
+
+        if not payout_auth:
+            return await send(None)
+        token = await self._bearer()
+        try:
+            return await send(token)
+        except GatewayRejected as exc:
+            if exc.http_status != 401:
+                raise
+            log.info("gateway: %s %s answered 401 %s; signing in again", method, path.split("?")[0], exc.code)
+        return await send(await self._bearer(refused=token))
+
+    async def _with_retries(self, attempt: Callable[[], Awaitable[_Answer]]) -> _Answer:
+        """Await `attempt()` until it answers; a retryable failure is tried again after a
+        backoff (or the gateway's Retry-After), up to `max_attempts` in all."""
+        tries = 0
+        while True:
+            tries += 1
+            try:
+                return await attempt()
             except _Attempt as failure:
-                if not failure.retryable or attempt >= self._max_attempts:
+                if not failure.retryable or tries >= self._max_attempts:
                     log.warning(
                         "gateway request failed: %s (attempt %d/%d, giving up)",
                         failure.error,
-                        attempt,
+                        tries,
                         self._max_attempts,
                     )
                     raise failure.error from failure.__cause__
-                delay = failure.delay if failure.delay is not None else self._backoff(attempt)
+                delay = failure.delay if failure.delay is not None else self._backoff(tries)
                 log.info(
                     "gateway request failed: %s (attempt %d/%d, retrying in %.2fs)",
                     failure.error,
-                    attempt,
+                    tries,
                     self._max_attempts,
                     delay,
                 )
@@ -366,32 +390,6 @@ class NowPaymentsClient:
             self._jwt_obtained_at = started
             log.info("gateway: signed in for payouts")
             return fresh.strip()
-
-    async def _authed_request(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: Mapping[str, str] | None = None,
-        json_body: Mapping[str, Any] | None = None,
-        idempotent: bool | None = None,
-    ) -> _Answer:
-        """`_request` with a JWT; a 401 answer (an expired or revoked token) makes it sign in
-        again and repeat the call once. That repeat is safe even for a POST: a request refused
-        for its credentials was not acted upon."""
-        token = await self._bearer()
-        try:
-            return await self._request(
-                method, path, params=params, json_body=json_body, idempotent=idempotent, bearer=token
-            )
-        except GatewayRejected as exc:
-            if exc.http_status != 401:
-                raise
-            log.info("gateway: %s %s answered 401 %s; signing in again", method, path.split("?")[0], exc.code)
-        token = await self._bearer(refused=token)
-        return await self._request(
-            method, path, params=params, json_body=json_body, idempotent=idempotent, bearer=token
-        )
 
     # -- API -------------------------------------------------------------------------
 
@@ -562,8 +560,8 @@ class NowPaymentsClient:
         if ipn_callback_url is not None:
             withdrawal["ipn_callback_url"] = ipn_callback_url
         try:
-            answer = await self._authed_request(
-                "POST", "/payout", json_body={"withdrawals": [withdrawal]}, idempotent=False
+            answer = await self._request(
+                "POST", "/payout", json_body={"withdrawals": [withdrawal]}, idempotent=False, payout_auth=True
             )
         except GatewayRejected as exc:
             if _is_duplicate_external_id(exc):
@@ -585,7 +583,7 @@ class NowPaymentsClient:
         payout_id = str(payout_id).strip()
         if not payout_id:
             raise ValueError("payout_id must not be empty")
-        answer = await self._authed_request("GET", "/payout/" + quote(payout_id, safe=""))
+        answer = await self._request("GET", "/payout/" + quote(payout_id, safe=""), payout_auth=True)
         withdrawals = GatewayPayout.many_from_wire(answer.body)
         mine = [w for w in withdrawals if w.payout_id == payout_id]
         if not mine and len(withdrawals) == 1 and withdrawals[0].batch_id == payout_id:
@@ -617,7 +615,7 @@ class NowPaymentsClient:
                 "order_by": "dateCreated",
                 "order": "desc",
             }
-            answer = await self._authed_request("GET", "/payout", params=params)
+            answer = await self._request("GET", "/payout", params=params, payout_auth=True)
             listed = GatewayPayout.many_from_wire(answer.body)
             for payout in listed:
                 if payout.unique_external_id == external_id:
