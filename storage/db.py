@@ -6,6 +6,7 @@ import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from decimal import Decimal
+from enum import Enum
 from typing import Any
 
 import asyncpg
@@ -58,3 +59,27 @@ async def transaction(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
     """One connection from the pool inside one READ COMMITTED transaction."""
     async with pool.acquire() as conn, conn.transaction():
         yield conn
+
+
+async def update_by_id(
+    conn: asyncpg.Connection, table: str, row_id: str, changes: dict[str, Any], *, updatable: frozenset[str]
+) -> asyncpg.Record:
+    """``UPDATE table SET <changes>, updated_at = now() WHERE id = row_id RETURNING *``.
+
+    Column names are checked against ``updatable`` (they are spliced into the SQL; values never are).
+    Enum values are stored as their text.
+    """
+    unknown = set(changes) - updatable
+    if unknown:
+        raise ValueError(f"not updatable in {table}: {sorted(unknown)}")
+    names = sorted(changes)
+    assignments = ", ".join(f"{name} = ${i}" for i, name in enumerate(names, start=2))
+    values = [changes[name].value if isinstance(changes[name], Enum) else changes[name] for name in names]
+    row = await conn.fetchrow(
+        f"UPDATE {table} SET {assignments}, updated_at = now() WHERE id = $1 RETURNING *",
+        row_id,
+        *values,
+    )
+    if row is None:
+        raise LookupError(f"{table} row {row_id} does not exist")
+    return row

@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 
 from domain.payments import Payment, PaymentStatus
+from storage.db import update_by_id
 
 _FIELDS = tuple(Payment.__dataclass_fields__)
 _UPDATABLE = frozenset(_FIELDS) - {"id", "request_id", "request_fingerprint", "user_id", "created_at"}
@@ -98,19 +99,7 @@ async def release_creation_claim(conn: asyncpg.Connection, payment_id: str) -> N
 
 async def update_payment(conn: asyncpg.Connection, payment_id: str, changes: dict[str, Any]) -> Payment:
     """Write the given columns (names checked against the model) and return the new row."""
-    unknown = set(changes) - _UPDATABLE
-    if unknown:
-        raise ValueError(f"not updatable: {sorted(unknown)}")
-    names = sorted(changes)
-    assignments = ", ".join(f"{name} = ${i}" for i, name in enumerate(names, start=2))
-    values = [changes[name].value if isinstance(changes[name], PaymentStatus) else changes[name] for name in names]
-    row = await conn.fetchrow(
-        f"UPDATE payments SET {assignments}, updated_at = now() WHERE id = $1 RETURNING *",
-        payment_id,
-        *values,
-    )
-    if row is None:
-        raise LookupError(f"payment {payment_id} does not exist")
+    row = await update_by_id(conn, "payments", payment_id, changes, updatable=_UPDATABLE)
     return _from_row(row)
 
 

@@ -8,6 +8,7 @@ from typing import Any
 import asyncpg
 
 from domain.withdrawals import Withdrawal, WithdrawalQuote, WithdrawalStatus
+from storage.db import update_by_id
 
 _UPDATABLE = frozenset(Withdrawal.__dataclass_fields__) - {
     "id",
@@ -92,17 +93,7 @@ async def get_by_provider_id(
 
 
 async def update_withdrawal(conn: asyncpg.Connection, withdrawal_id: str, changes: dict[str, Any]) -> Withdrawal:
-    unknown = set(changes) - _UPDATABLE
-    if unknown:
-        raise ValueError(f"not updatable: {sorted(unknown)}")
-    names = sorted(changes)
-    assignments = ", ".join(f"{name} = ${i}" for i, name in enumerate(names, start=2))
-    values = [changes[n].value if isinstance(changes[n], WithdrawalStatus) else changes[n] for n in names]
-    row = await conn.fetchrow(
-        f"UPDATE withdrawals SET {assignments}, updated_at = now() WHERE id = $1 RETURNING *", withdrawal_id, *values
-    )
-    if row is None:
-        raise LookupError(f"withdrawal {withdrawal_id} does not exist")
+    row = await update_by_id(conn, "withdrawals", withdrawal_id, changes, updatable=_UPDATABLE)
     return _from_row(row)
 
 
