@@ -44,12 +44,12 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_DOWN, ROUND_UP, Decimal, localcontext
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Generic, Self, TypeVar
 
 from aiohttp import ClientError, ClientSession, ClientTimeout, web
 
@@ -685,11 +685,7 @@ async def _create_payment(request: web.Request) -> web.Response:
     state.next_payment_id += random.randint(1, 97)
     state.next_purchase_id += random.randint(1, 97)
     state.payments[payment.payment_id] = payment
-    if state.auto_advance_seconds is not None:
-        scenario = CASES.get(case or "success", "paid")
-        state.spawn(
-            _play(state, payment, scenario, step_delay=state.auto_advance_seconds, send_ipn=True, first_delay=True)
-        )
+    _auto_advance(state, _PAYMENTS, payment, CASES.get(case or "success", "paid"))
     return _json_response(_created_wire(payment), status=201)
 
 
@@ -989,12 +985,7 @@ async def _create_payout(request: web.Request) -> web.Response:
         if payout.unique_external_id is not None:
             state.payout_by_external_id[payout.unique_external_id] = payout.payout_id
         created.append(payout)
-        if state.auto_advance_seconds is not None:
-            state.spawn(
-                _play_payout(
-                    state, payout, "finished", step_delay=state.auto_advance_seconds, send_ipn=True, first_delay=True
-                )
-            )
+        _auto_advance(state, _PAYOUTS, payout, "finished")
     return _json_response({"id": str(batch_id), "withdrawals": [_payout_wire(p) for p in created]})
 
 
@@ -1077,6 +1068,14 @@ def _currency_of(p: SimPayment) -> SimCurrency:
     return CATALOGUE[p.pay_currency]
 
 
+def _after(previous: datetime) -> datetime:
+    """Now, or 1 ms after `previous` if that is later: each entity's updated_at strictly
+    increases at millisecond resolution, so ordering by it is meaningful."""
+    now = _now()
+    minimum = previous + timedelta(milliseconds=1)
+    return now if now >= minimum else minimum
+
+
 def apply_status(p: SimPayment, status: str, actually_paid: Decimal | None = None) -> None:
     """Set a status (any, even backwards) and fill what the gateway would have filled."""
     currency = _currency_of(p)
@@ -1094,10 +1093,73 @@ def apply_status(p: SimPayment, status: str, actually_paid: Decimal | None = Non
     if status == "finished":
         p.outcome_amount = _plain((p.actually_paid * (1 - SERVICE_FEE)).quantize(currency.quantum, rounding=ROUND_DOWN))
         p.outcome_currency = p.pay_currency
-    now = _now()
-    # Strictly increasing at millisecond resolution, so ordering by updated_at is meaningful.
-    minimum = p.updated_at + timedelta(milliseconds=1)
-    p.updated_at = now if now >= minimum else minimum
+    p.updated_at = _after(p.updated_at)
+
+
+def _apply_payment_step(p: SimPayment, step: tuple[str, Decimal | None]) -> None:
+    """One scenario step: the status, and what has arrived as a fraction of pay_amount."""
+    status, fraction = step
+    paid = None
+    if fraction is not None:
+        paid = _plain((p.pay_amount * fraction).quantize(_currency_of(p).quantum, rounding=ROUND_DOWN))
+    apply_status(p, status, paid)
+
+
+def apply_payout_status(p: SimPayout, status: str, *, error: str | None = None, tx_hash: str | None = None) -> None:
+    """Set a payout status (any, even backwards) and fill the hash/error the gateway would."""
+    status = status.strip().upper()
+    p.status = status
+    if tx_hash is not None:
+        p.hash = tx_hash
+    elif p.hash is None and status in ("SENDING", "FINISHED"):
+        p.hash = CATALOGUE[p.currency].tx_hash()
+    if error is not None:
+        p.error = error
+    elif p.error is None and status == "FAILED":
+        p.error = "Withdrawal failed: transaction was not sent"
+    elif p.error is None and status == "REJECTED":
+        p.error = "Withdrawal rejected"
+    p.updated_at = _after(p.updated_at or p.created_at)
+
+
+_E = TypeVar("_E", SimPayment, SimPayout)
+
+
+@dataclass(frozen=True, slots=True)
+class _Kind(Generic[_E]):
+    """What differs between payments and payouts for IPN delivery, scenarios and the control
+    API; one implementation of each of those serves both kinds."""
+
+    name: str  # "payment" | "payout": the control answers' key, the {name}_id path parameter
+    table: Callable[[SimState], dict[int, _E]]
+    ident: Callable[[_E], int]
+    ipn_body: Callable[[_E], dict[str, Any]]
+    scenarios: Mapping[str, tuple[Any, ...]]  # name → steps
+    apply_step: Callable[[_E, Any], None]
+    step_status: Callable[[Any], str]
+
+    def steps(self, scenario: str) -> list[str]:
+        return [self.step_status(step) for step in self.scenarios[scenario]]
+
+
+_PAYMENTS: _Kind[SimPayment] = _Kind(
+    name="payment",
+    table=lambda state: state.payments,
+    ident=lambda p: p.payment_id,
+    ipn_body=_ipn_wire,
+    scenarios=SCENARIOS,
+    apply_step=_apply_payment_step,
+    step_status=lambda step: step[0],
+)
+_PAYOUTS: _Kind[SimPayout] = _Kind(
+    name="payout",
+    table=lambda state: state.payouts,
+    ident=lambda p: p.payout_id,
+    ipn_body=_payout_ipn_wire,
+    scenarios=PAYOUT_SCENARIOS,
+    apply_step=apply_payout_status,
+    step_status=lambda status: status,
+)
 
 
 async def _post_ipn(
@@ -1145,13 +1207,14 @@ async def _retry_ipn(state: SimState, url: str, body: bytes, signature: str, sub
             return
 
 
-async def _deliver(
-    state: SimState, url: str | None, payload: Mapping[str, Any], subject: Mapping[str, Any]
-) -> dict[str, Any] | None:
-    """Sign and POST one callback; first attempt awaited, retries in the background."""
+async def _deliver(state: SimState, kind: _Kind[_E], entity: _E) -> dict[str, Any] | None:
+    """Sign and POST the entity's current state to its callback (if it has one); first
+    attempt awaited, retries in the background."""
+    url = entity.ipn_callback_url
     if not url:
         return None
-    body = canonical_json(payload).encode("utf-8")
+    subject = {f"{kind.name}_id": str(kind.ident(entity)), f"{kind.name}_status": entity.status}
+    body = canonical_json(kind.ipn_body(entity)).encode("utf-8")
     signature = sign(body, state.ipn_secret)
     record = await _post_ipn(state, url, body, signature, 1, subject)
     if not record["ok"]:
@@ -1161,67 +1224,43 @@ async def _deliver(
 
 async def deliver_ipn(state: SimState, p: SimPayment) -> dict[str, Any] | None:
     """Send the payment's current status to its callback (if it has one)."""
-    subject = {"payment_id": str(p.payment_id), "payment_status": p.status}
-    return await _deliver(state, p.ipn_callback_url, _ipn_wire(p), subject)
+    return await _deliver(state, _PAYMENTS, p)
 
 
 async def deliver_payout_ipn(state: SimState, p: SimPayout) -> dict[str, Any] | None:
     """Send the payout's current state (the withdrawal object) to its callback (if any)."""
-    subject = {"payout_id": str(p.payout_id), "payout_status": p.status}
-    return await _deliver(state, p.ipn_callback_url, _payout_ipn_wire(p), subject)
+    return await _deliver(state, _PAYOUTS, p)
 
 
 async def _play(
-    state: SimState, p: SimPayment, scenario: str, *, step_delay: float, send_ipn: bool, first_delay: bool = False
+    state: SimState,
+    kind: _Kind[_E],
+    entity: _E,
+    scenario: str,
+    *,
+    step_delay: float,
+    send_ipn: bool,
+    first_delay: bool = False,
 ) -> list[dict[str, Any]]:
+    """Take the entity through a scenario's steps, `step_delay` apart, with an IPN after each."""
     deliveries: list[dict[str, Any]] = []
-    currency = _currency_of(p)
-    for index, (status, fraction) in enumerate(SCENARIOS[scenario]):
+    for index, step in enumerate(kind.scenarios[scenario]):
         if step_delay > 0 and (index > 0 or first_delay):
             await asyncio.sleep(step_delay)
-        paid = None
-        if fraction is not None:
-            paid = _plain((p.pay_amount * fraction).quantize(currency.quantum, rounding=ROUND_DOWN))
-        apply_status(p, status, paid)
+        kind.apply_step(entity, step)
         if send_ipn:
-            record = await deliver_ipn(state, p)
+            record = await _deliver(state, kind, entity)
             if record is not None:
                 deliveries.append(record)
     return deliveries
 
 
-def apply_payout_status(p: SimPayout, status: str, *, error: str | None = None, tx_hash: str | None = None) -> None:
-    """Set a payout status (any, even backwards) and fill the hash/error the gateway would."""
-    status = status.strip().upper()
-    p.status = status
-    if tx_hash is not None:
-        p.hash = tx_hash
-    elif p.hash is None and status in ("SENDING", "FINISHED"):
-        p.hash = CATALOGUE[p.currency].tx_hash()
-    if error is not None:
-        p.error = error
-    elif p.error is None and status == "FAILED":
-        p.error = "Withdrawal failed: transaction was not sent"
-    elif p.error is None and status == "REJECTED":
-        p.error = "Withdrawal rejected"
-    now = _now()
-    minimum = (p.updated_at or p.created_at) + timedelta(milliseconds=1)
-    p.updated_at = now if now >= minimum else minimum
-
-
-async def _play_payout(
-    state: SimState, p: SimPayout, scenario: str, *, step_delay: float, send_ipn: bool, first_delay: bool = False
-) -> list[dict[str, Any]]:
-    deliveries: list[dict[str, Any]] = []
-    for index, status in enumerate(PAYOUT_SCENARIOS[scenario]):
-        if step_delay > 0 and (index > 0 or first_delay):
-            await asyncio.sleep(step_delay)
-        apply_payout_status(p, status)
-        if send_ipn:
-            record = await deliver_payout_ipn(state, p)
-            if record is not None:
-                deliveries.append(record)
-    return deliveries
+def _auto_advance(state: SimState, kind: _Kind[_E], entity: _E, scenario: str) -> None:
+    """With `auto_advance_seconds`, play a new entity's scenario in the background."""
+    if state.auto_advance_seconds is not None:
+        state.spawn(
+            _play(state, kind, entity, scenario, step_delay=state.auto_advance_seconds, send_ipn=True, first_delay=True)
+        )
 
 
 # -- control API ----------------------------------------------------------------------
@@ -1244,24 +1283,45 @@ async def _control_body(request: web.Request) -> dict[str, Any] | web.Response:
     return body
 
 
-def _control_payment(request: web.Request) -> SimPayment | web.Response:
-    raw_id = request.match_info["payment_id"]
-    payment = _state(request).payments.get(int(raw_id)) if raw_id.isdigit() else None
-    if payment is None:
-        return _control_error(404, f"no payment {raw_id}")
-    return payment
+def _control_entity(request: web.Request, kind: _Kind[_E]) -> _E | web.Response:
+    raw_id = request.match_info[f"{kind.name}_id"]
+    entity = kind.table(_state(request)).get(int(raw_id)) if raw_id.isdigit() else None
+    if entity is None:
+        return _control_error(404, f"no {kind.name} {raw_id}")
+    return entity
 
 
-async def _sim_set_status(request: web.Request) -> web.Response:
-    payment = _control_payment(request)
-    if isinstance(payment, web.Response):
-        return payment
+async def _control_target(request: web.Request, kind: _Kind[_E]) -> tuple[_E, dict[str, Any]] | web.Response:
+    """The entity named in the path and the request's body, or the answer refusing them."""
+    entity = _control_entity(request, kind)
+    if isinstance(entity, web.Response):
+        return entity
     body = await _control_body(request)
     if isinstance(body, web.Response):
         return body
+    return entity, body
+
+
+async def _control_set_status(
+    request: web.Request, kind: _Kind[_E], change: Callable[[_E, str, dict[str, Any]], web.Response | None]
+) -> web.Response:
+    """POST /sim/{kind}s/{id}/status: `change` reads its own fields and applies the status
+    (or answers why not); then the IPN, unless "send_ipn" is false."""
+    target = await _control_target(request, kind)
+    if isinstance(target, web.Response):
+        return target
+    entity, body = target
     status = body.get("status")
     if not isinstance(status, str) or not status.strip():
         return _control_error(400, '"status" is required')
+    refused = change(entity, status, body)
+    if refused is not None:
+        return refused
+    record = await _deliver(_state(request), kind, entity) if body.get("send_ipn", True) else None
+    return _json_response({kind.name: entity.view(), "ipn": record})
+
+
+def _change_payment(payment: SimPayment, status: str, body: dict[str, Any]) -> web.Response | None:
     paid = None
     if body.get("actually_paid") is not None:
         try:
@@ -1271,55 +1331,7 @@ async def _sim_set_status(request: web.Request) -> web.Response:
         if not paid.is_finite() or paid < 0:
             return _control_error(400, '"actually_paid" must be a decimal string')
     apply_status(payment, status.strip(), paid)
-    record = await deliver_ipn(_state(request), payment) if body.get("send_ipn", True) else None
-    return _json_response({"payment": payment.view(), "ipn": record})
-
-
-async def _sim_play(request: web.Request) -> web.Response:
-    payment = _control_payment(request)
-    if isinstance(payment, web.Response):
-        return payment
-    body = await _control_body(request)
-    if isinstance(body, web.Response):
-        return body
-    scenario = body.get("scenario", "paid")
-    if scenario not in SCENARIOS:
-        return _control_error(400, f'"scenario" must be one of {", ".join(SCENARIOS)}')
-    try:
-        step_delay = float(body.get("step_delay", 0))
-    except (TypeError, ValueError):
-        return _control_error(400, '"step_delay" must be a number')
-    deliveries = await _play(
-        _state(request), payment, scenario, step_delay=max(step_delay, 0.0), send_ipn=bool(body.get("send_ipn", True))
-    )
-    return _json_response(
-        {
-            "payment": payment.view(),
-            "steps": [status for status, _ in SCENARIOS[scenario]],
-            "ipn": deliveries,
-        }
-    )
-
-
-async def _sim_get_payment(request: web.Request) -> web.Response:
-    payment = _control_payment(request)
-    if isinstance(payment, web.Response):
-        return payment
-    return _json_response(payment.view())
-
-
-async def _sim_list_payments(request: web.Request) -> web.Response:
-    order_id = request.query.get("order_id")
-    payments = [p.view() for p in _state(request).payments.values() if order_id is None or p.order_id == order_id]
-    return _json_response({"payments": payments, "count": len(payments)})
-
-
-def _control_payout(request: web.Request) -> SimPayout | web.Response:
-    raw_id = request.match_info["payout_id"]
-    payout = _state(request).payouts.get(int(raw_id)) if raw_id.isdigit() else None
-    if payout is None:
-        return _control_error(404, f"no payout {raw_id}")
-    return payout
+    return None
 
 
 def _optional_control_text(body: Mapping[str, Any], key: str) -> str | web.Response | None:
@@ -1329,16 +1341,7 @@ def _optional_control_text(body: Mapping[str, Any], key: str) -> str | web.Respo
     return value
 
 
-async def _sim_set_payout_status(request: web.Request) -> web.Response:
-    payout = _control_payout(request)
-    if isinstance(payout, web.Response):
-        return payout
-    body = await _control_body(request)
-    if isinstance(body, web.Response):
-        return body
-    status = body.get("status")
-    if not isinstance(status, str) or not status.strip():
-        return _control_error(400, '"status" is required')
+def _change_payout(payout: SimPayout, status: str, body: dict[str, Any]) -> web.Response | None:
     error = _optional_control_text(body, "error")
     tx_hash = _optional_control_text(body, "hash")
     if isinstance(error, web.Response):
@@ -1346,42 +1349,78 @@ async def _sim_set_payout_status(request: web.Request) -> web.Response:
     if isinstance(tx_hash, web.Response):
         return tx_hash
     apply_payout_status(payout, status, error=error, tx_hash=tx_hash)
-    record = await deliver_payout_ipn(_state(request), payout) if body.get("send_ipn", True) else None
-    return _json_response({"payout": payout.view(), "ipn": record})
+    return None
 
 
-async def _sim_play_payout(request: web.Request) -> web.Response:
-    payout = _control_payout(request)
-    if isinstance(payout, web.Response):
-        return payout
-    body = await _control_body(request)
-    if isinstance(body, web.Response):
-        return body
-    scenario = body.get("scenario", "finished")
-    if scenario not in PAYOUT_SCENARIOS:
-        return _control_error(400, f'"scenario" must be one of {", ".join(PAYOUT_SCENARIOS)}')
+async def _control_play(request: web.Request, kind: _Kind[_E], default_scenario: str) -> web.Response:
+    """POST /sim/{kind}s/{id}/play: run a scenario now and answer with every IPN sent."""
+    target = await _control_target(request, kind)
+    if isinstance(target, web.Response):
+        return target
+    entity, body = target
+    scenario = body.get("scenario", default_scenario)
+    if scenario not in kind.scenarios:
+        return _control_error(400, f'"scenario" must be one of {", ".join(kind.scenarios)}')
     try:
         step_delay = float(body.get("step_delay", 0))
     except (TypeError, ValueError):
         return _control_error(400, '"step_delay" must be a number')
-    deliveries = await _play_payout(
-        _state(request), payout, scenario, step_delay=max(step_delay, 0.0), send_ipn=bool(body.get("send_ipn", True))
+    deliveries = await _play(
+        _state(request),
+        kind,
+        entity,
+        scenario,
+        step_delay=max(step_delay, 0.0),
+        send_ipn=bool(body.get("send_ipn", True)),
     )
-    return _json_response({"payout": payout.view(), "steps": list(PAYOUT_SCENARIOS[scenario]), "ipn": deliveries})
+    return _json_response({kind.name: entity.view(), "steps": kind.steps(scenario), "ipn": deliveries})
+
+
+async def _control_get(request: web.Request, kind: _Kind[_E]) -> web.Response:
+    entity = _control_entity(request, kind)
+    if isinstance(entity, web.Response):
+        return entity
+    return _json_response(entity.view())
+
+
+def _control_list(key: str, entities: Iterable[SimPayment] | Iterable[SimPayout]) -> web.Response:
+    views = [e.view() for e in entities]
+    return _json_response({key: views, "count": len(views)})
+
+
+async def _sim_set_status(request: web.Request) -> web.Response:
+    return await _control_set_status(request, _PAYMENTS, _change_payment)
+
+
+async def _sim_play(request: web.Request) -> web.Response:
+    return await _control_play(request, _PAYMENTS, "paid")
+
+
+async def _sim_get_payment(request: web.Request) -> web.Response:
+    return await _control_get(request, _PAYMENTS)
+
+
+async def _sim_list_payments(request: web.Request) -> web.Response:
+    order_id = request.query.get("order_id")
+    payments = _state(request).payments.values()
+    return _control_list("payments", [p for p in payments if order_id is None or p.order_id == order_id])
+
+
+async def _sim_set_payout_status(request: web.Request) -> web.Response:
+    return await _control_set_status(request, _PAYOUTS, _change_payout)
+
+
+async def _sim_play_payout(request: web.Request) -> web.Response:
+    return await _control_play(request, _PAYOUTS, "finished")
 
 
 async def _sim_get_payout(request: web.Request) -> web.Response:
-    payout = _control_payout(request)
-    if isinstance(payout, web.Response):
-        return payout
-    return _json_response(payout.view())
+    return await _control_get(request, _PAYOUTS)
 
 
 async def _sim_list_payouts(request: web.Request) -> web.Response:
     """Every payout (oldest first) matching ?unique_external_id= / ?batch_id= / ?status=."""
-    matching = reversed(_matching_payouts(_state(request), request.query))
-    payouts = [p.view() for p in matching]
-    return _json_response({"payouts": payouts, "count": len(payouts)})
+    return _control_list("payouts", reversed(_matching_payouts(_state(request), request.query)))
 
 
 async def _sim_add_fault(request: web.Request) -> web.Response:
