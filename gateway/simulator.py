@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import hashlib
 import hmac
 import logging
@@ -1128,38 +1129,24 @@ _E = TypeVar("_E", SimPayment, SimPayout)
 @dataclass(frozen=True, slots=True)
 class _Kind(Generic[_E]):
     """What differs between payments and payouts for IPN delivery, scenarios and the control
-    API; one implementation of each of those serves both kinds."""
+    API; one implementation of each of those serves both kinds (`_PAYMENTS`, `_PAYOUTS`,
+    defined after the control API)."""
 
     name: str  # "payment" | "payout": the control answers' key, the {name}_id path parameter
     table: Callable[[SimState], dict[int, _E]]
     ident: Callable[[_E], int]
     ipn_body: Callable[[_E], dict[str, Any]]
     scenarios: Mapping[str, tuple[Any, ...]]  # name → steps
+    default_scenario: str
     apply_step: Callable[[_E, Any], None]
     step_status: Callable[[Any], str]
+    # POST /sim/{name}s/{id}/status: reads the kind's own fields and applies the status, or
+    # answers why not.
+    change: Callable[[_E, str, dict[str, Any]], web.Response | None]
+    listed: Callable[[SimState, Mapping[str, str]], Iterable[_E]]  # GET /sim/{name}s?...
 
     def steps(self, scenario: str) -> list[str]:
         return [self.step_status(step) for step in self.scenarios[scenario]]
-
-
-_PAYMENTS: _Kind[SimPayment] = _Kind(
-    name="payment",
-    table=lambda state: state.payments,
-    ident=lambda p: p.payment_id,
-    ipn_body=_ipn_wire,
-    scenarios=SCENARIOS,
-    apply_step=_apply_payment_step,
-    step_status=lambda step: step[0],
-)
-_PAYOUTS: _Kind[SimPayout] = _Kind(
-    name="payout",
-    table=lambda state: state.payouts,
-    ident=lambda p: p.payout_id,
-    ipn_body=_payout_ipn_wire,
-    scenarios=PAYOUT_SCENARIOS,
-    apply_step=apply_payout_status,
-    step_status=lambda status: status,
-)
 
 
 async def _post_ipn(
@@ -1302,11 +1289,8 @@ async def _control_target(request: web.Request, kind: _Kind[_E]) -> tuple[_E, di
     return entity, body
 
 
-async def _control_set_status(
-    request: web.Request, kind: _Kind[_E], change: Callable[[_E, str, dict[str, Any]], web.Response | None]
-) -> web.Response:
-    """POST /sim/{kind}s/{id}/status: `change` reads its own fields and applies the status
-    (or answers why not); then the IPN, unless "send_ipn" is false."""
+async def _control_set_status(request: web.Request, kind: _Kind[_E]) -> web.Response:
+    """POST /sim/{kind}s/{id}/status: the kind's `change`, then the IPN unless "send_ipn" is false."""
     target = await _control_target(request, kind)
     if isinstance(target, web.Response):
         return target
@@ -1314,7 +1298,7 @@ async def _control_set_status(
     status = body.get("status")
     if not isinstance(status, str) or not status.strip():
         return _control_error(400, '"status" is required')
-    refused = change(entity, status, body)
+    refused = kind.change(entity, status, body)
     if refused is not None:
         return refused
     record = await _deliver(_state(request), kind, entity) if body.get("send_ipn", True) else None
@@ -1352,13 +1336,13 @@ def _change_payout(payout: SimPayout, status: str, body: dict[str, Any]) -> web.
     return None
 
 
-async def _control_play(request: web.Request, kind: _Kind[_E], default_scenario: str) -> web.Response:
+async def _control_play(request: web.Request, kind: _Kind[_E]) -> web.Response:
     """POST /sim/{kind}s/{id}/play: run a scenario now and answer with every IPN sent."""
     target = await _control_target(request, kind)
     if isinstance(target, web.Response):
         return target
     entity, body = target
-    scenario = body.get("scenario", default_scenario)
+    scenario = body.get("scenario", kind.default_scenario)
     if scenario not in kind.scenarios:
         return _control_error(400, f'"scenario" must be one of {", ".join(kind.scenarios)}')
     try:
@@ -1383,44 +1367,45 @@ async def _control_get(request: web.Request, kind: _Kind[_E]) -> web.Response:
     return _json_response(entity.view())
 
 
-def _control_list(key: str, entities: Iterable[SimPayment] | Iterable[SimPayout]) -> web.Response:
-    views = [e.view() for e in entities]
-    return _json_response({key: views, "count": len(views)})
+async def _control_list(request: web.Request, kind: _Kind[_E]) -> web.Response:
+    views = [e.view() for e in kind.listed(_state(request), request.query)]
+    return _json_response({f"{kind.name}s": views, "count": len(views)})
 
 
-async def _sim_set_status(request: web.Request) -> web.Response:
-    return await _control_set_status(request, _PAYMENTS, _change_payment)
+def _listed_payments(state: SimState, query: Mapping[str, str]) -> list[SimPayment]:
+    order_id = query.get("order_id")
+    return [p for p in state.payments.values() if order_id is None or p.order_id == order_id]
 
 
-async def _sim_play(request: web.Request) -> web.Response:
-    return await _control_play(request, _PAYMENTS, "paid")
-
-
-async def _sim_get_payment(request: web.Request) -> web.Response:
-    return await _control_get(request, _PAYMENTS)
-
-
-async def _sim_list_payments(request: web.Request) -> web.Response:
-    order_id = request.query.get("order_id")
-    payments = _state(request).payments.values()
-    return _control_list("payments", [p for p in payments if order_id is None or p.order_id == order_id])
-
-
-async def _sim_set_payout_status(request: web.Request) -> web.Response:
-    return await _control_set_status(request, _PAYOUTS, _change_payout)
-
-
-async def _sim_play_payout(request: web.Request) -> web.Response:
-    return await _control_play(request, _PAYOUTS, "finished")
-
-
-async def _sim_get_payout(request: web.Request) -> web.Response:
-    return await _control_get(request, _PAYOUTS)
-
-
-async def _sim_list_payouts(request: web.Request) -> web.Response:
+def _listed_payouts(state: SimState, query: Mapping[str, str]) -> Iterable[SimPayout]:
     """Every payout (oldest first) matching ?unique_external_id= / ?batch_id= / ?status=."""
-    return _control_list("payouts", reversed(_matching_payouts(_state(request), request.query)))
+    return reversed(_matching_payouts(state, query))
+
+
+_PAYMENTS: _Kind[SimPayment] = _Kind(
+    name="payment",
+    table=lambda state: state.payments,
+    ident=lambda p: p.payment_id,
+    ipn_body=_ipn_wire,
+    scenarios=SCENARIOS,
+    default_scenario="paid",
+    apply_step=_apply_payment_step,
+    step_status=lambda step: step[0],
+    change=_change_payment,
+    listed=_listed_payments,
+)
+_PAYOUTS: _Kind[SimPayout] = _Kind(
+    name="payout",
+    table=lambda state: state.payouts,
+    ident=lambda p: p.payout_id,
+    ipn_body=_payout_ipn_wire,
+    scenarios=PAYOUT_SCENARIOS,
+    default_scenario="finished",
+    apply_step=apply_payout_status,
+    step_status=lambda status: status,
+    change=_change_payout,
+    listed=_listed_payouts,
+)
 
 
 async def _sim_add_fault(request: web.Request) -> web.Response:
@@ -1550,14 +1535,14 @@ def create_simulator_app(
     app.router.add_post("/v1/payout", _create_payout)
     app.router.add_get("/v1/payout", _list_payouts)
     app.router.add_get("/v1/payout/{payout_id}", _get_payout)
-    app.router.add_post("/sim/payments/{payment_id}/status", _sim_set_status)
-    app.router.add_post("/sim/payments/{payment_id}/play", _sim_play)
-    app.router.add_get("/sim/payments/{payment_id}", _sim_get_payment)
-    app.router.add_get("/sim/payments", _sim_list_payments)
-    app.router.add_post("/sim/payouts/{payout_id}/status", _sim_set_payout_status)
-    app.router.add_post("/sim/payouts/{payout_id}/play", _sim_play_payout)
-    app.router.add_get("/sim/payouts/{payout_id}", _sim_get_payout)
-    app.router.add_get("/sim/payouts", _sim_list_payouts)
+    for kind in (_PAYMENTS, _PAYOUTS):
+        # /sim/payments/{payment_id}/status, .../play, /sim/payments/{payment_id}, /sim/payments;
+        # the same under /sim/payouts.
+        entity = f"/sim/{kind.name}s/{{{kind.name}_id}}"
+        app.router.add_post(entity + "/status", functools.partial(_control_set_status, kind=kind))
+        app.router.add_post(entity + "/play", functools.partial(_control_play, kind=kind))
+        app.router.add_get(entity, functools.partial(_control_get, kind=kind))
+        app.router.add_get(f"/sim/{kind.name}s", functools.partial(_control_list, kind=kind))
     app.router.add_post("/sim/faults", _sim_add_fault)
     app.router.add_delete("/sim/faults", _sim_clear_faults)
     app.router.add_get("/sim/ipn-log", _sim_ipn_log)
