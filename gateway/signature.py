@@ -185,7 +185,10 @@ def verify_ipn(raw_body: bytes, signature: str | None, secret: SecretStr | str) 
     raw_mac = hmac.new(key, bytes(raw_body), hashlib.sha512).hexdigest().encode("ascii")
     if hmac.compare_digest(raw_mac, presented):
         return parsed
-    canonical_mac = hmac.new(key, canonical_json(parsed).encode("utf-8"), hashlib.sha512).hexdigest().encode("ascii")
+    canonical = canonical_json(parsed)
+    canonical_mac = hmac.new(key, canonical.encode("utf-8"), hashlib.sha512).hexdigest().encode("ascii")
     if hmac.compare_digest(canonical_mac, presented):
-        return parsed
+        # Return what was signed, not the bytes we were sent: numbers that differ only below a
+        # double's precision (0 vs 1e-400) canonicalise alike, and must not slip through as sent.
+        return wire.loads(canonical.encode("utf-8"))
     raise InvalidSignature("signature mismatch")

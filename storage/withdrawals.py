@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
@@ -100,21 +101,41 @@ async def update_withdrawal(conn: asyncpg.Connection, withdrawal_id: str, change
 async def claim_payout(conn: asyncpg.Connection, withdrawal_id: str, *, lease_seconds: float) -> Withdrawal | None:
     """Take the right to call the payout API for this approved withdrawal, for ``lease_seconds``.
 
-    Marks the withdrawal as paid through the gateway: from then on only the gateway's answer
-    (or the reconciliation lookup) decides it, never an operator's manual completion or rejection.
+    The stage marks the withdrawal as paid through the gateway just before it sends the payout; from
+    then on only the gateway's answer decides it (or an operator, once it is held for review).
     """
     row = await conn.fetchrow(
         """
         UPDATE withdrawals
-           SET payout_claimed_until = now() + make_interval(secs => $2), payout_mode = 'gateway',
+           SET payout_claimed_until = now() + make_interval(secs => $2),
                -- if this attempt dies, the scheduler comes back once the lease has run out
                next_check_at = now() + make_interval(secs => $2), updated_at = now()
-         WHERE id = $1 AND status = 'approved' AND provider_payout_id IS NULL
+         WHERE id = $1 AND status = 'approved' AND provider_payout_id IS NULL AND review_reason IS NULL
            AND (payout_claimed_until IS NULL OR payout_claimed_until < now())
         RETURNING *
         """,
         withdrawal_id,
         lease_seconds,
+    )
+    return _from_row(row) if row else None
+
+
+async def mark_payout_sending(conn: asyncpg.Connection, withdrawal_id: str, *, amount: Decimal) -> Withdrawal | None:
+    """Just before the payout request: fix the amount and hand the withdrawal to the gateway.
+
+    Only while it is still approved and under a payout lease; ``None`` means an operator decided
+    meanwhile and nothing may be sent.
+    """
+    row = await conn.fetchrow(
+        """
+        UPDATE withdrawals
+           SET payout_amount = $2, payout_mode = 'gateway', payout_attempted_at = now(), updated_at = now()
+         WHERE id = $1 AND status = 'approved' AND provider_payout_id IS NULL
+           AND payout_claimed_until IS NOT NULL AND payout_claimed_until > now()
+        RETURNING *
+        """,
+        withdrawal_id,
+        amount,
     )
     return _from_row(row) if row else None
 

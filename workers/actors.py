@@ -10,9 +10,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import dramatiq
+import structlog
 from dramatiq.brokers.redis import RedisBroker
 
 from domain.errors import InvalidRequest, InvalidTransition
+from gateway.errors import GatewayProtocolError, GatewayTransientError
 from workers.messages import CreatePaymentRequest, WithdrawalRequest, payment_id_message, withdrawal_id_message
 from workers.runtime import current_context
 from workers.stages.create_payment import CreationInProgress
@@ -22,6 +24,8 @@ from workers.stages.process_withdrawal import PayoutInProgress
 from workers.stages.process_withdrawal import process_withdrawal as process_withdrawal_stage
 from workers.stages.request_withdrawal import request_withdrawal as request_withdrawal_stage
 from workers.stages.settle_deposit import settle_deposit as settle_deposit_stage
+
+log = structlog.get_logger(__name__)
 
 QUEUE_CREATE_PAYMENT = "create-payment"
 QUEUE_POLL_STATUS = "poll-status"
@@ -49,6 +53,14 @@ class PipelineActors:
     process_withdrawal: dramatiq.Actor
 
 
+def _defer_to_scheduler(actor: str, subject_id: str, exc: Exception) -> None:
+    """The gateway did not answer usefully. Polls and payout checks are driven by the scheduler, which
+    comes back on its own schedule; retrying the message as well would multiply the calls in an outage."""
+    log.warning(
+        "gateway_unavailable_deferred", actor=actor, subject=subject_id, error=type(exc).__name__, detail=str(exc)[:200]
+    )
+
+
 def declare_actors(broker: RedisBroker) -> PipelineActors:
     """Register every actor on ``broker`` (once per broker)."""
 
@@ -60,7 +72,11 @@ def declare_actors(broker: RedisBroker) -> PipelineActors:
             raise dramatiq.Retry(str(exc), delay=LEASE_RETRY_DELAY_MS) from None
 
     async def poll_status(*args: Any, **kwargs: Any) -> None:
-        await poll_status_stage(current_context(), payment_id_message(args, kwargs))
+        payment_id = payment_id_message(args, kwargs)
+        try:
+            await poll_status_stage(current_context(), payment_id)
+        except (GatewayTransientError, GatewayProtocolError) as exc:
+            _defer_to_scheduler("poll_status", payment_id, exc)
 
     async def settle_deposit(*args: Any, **kwargs: Any) -> None:
         await settle_deposit_stage(current_context(), payment_id_message(args, kwargs))
@@ -69,10 +85,13 @@ def declare_actors(broker: RedisBroker) -> PipelineActors:
         await request_withdrawal_stage(current_context(), WithdrawalRequest.from_message(args, kwargs))
 
     async def process_withdrawal(*args: Any, **kwargs: Any) -> None:
+        withdrawal_id = withdrawal_id_message(args, kwargs)
         try:
-            await process_withdrawal_stage(current_context(), withdrawal_id_message(args, kwargs))
+            await process_withdrawal_stage(current_context(), withdrawal_id)
         except PayoutInProgress as exc:
             raise dramatiq.Retry(str(exc), delay=exc.retry_after_ms) from None
+        except (GatewayTransientError, GatewayProtocolError) as exc:
+            _defer_to_scheduler("process_withdrawal", withdrawal_id, exc)
 
     def declare(fn: Any, queue: str) -> dramatiq.Actor:
         return dramatiq.actor(

@@ -7,7 +7,7 @@ import asyncpg
 _QUERIES = {
     "payments_by_status": "SELECT status, count(*) AS n FROM payments GROUP BY status",
     "due": "SELECT count(*) FROM payments WHERE next_poll_at IS NOT NULL AND next_poll_at <= now()",
-    "held": "SELECT count(*) FROM payments WHERE hold_reason IS NOT NULL AND settled_at IS NULL",
+    "held": "SELECT count(*) FROM payments WHERE hold_reason IS NOT NULL",
     "unsettled": "SELECT count(*) FROM payments WHERE credit_usd > 0 AND settled_at IS NULL AND hold_reason IS NULL",
     "ledger_transactions": "SELECT count(*) FROM ledger_transactions",
     "stuck_creation": "SELECT count(*) FROM payments WHERE provider_payment_id IS NULL AND status = 'pending'"

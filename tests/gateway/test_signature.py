@@ -234,3 +234,12 @@ def test_errors_do_not_leak_secret() -> None:
 def test_unconfigured_secret_is_a_configuration_error() -> None:
     with pytest.raises(ValueError, match="not configured"):
         verify_ipn(b"{}", "ab", "")
+
+
+def test_canonical_path_returns_the_signed_values_not_the_sent_digits() -> None:
+    """A body re-formatted with a number that only matches the signed one as a double is read as signed."""
+    signed = b'{"actually_paid":0,"payment_id":5,"payment_status":"finished"}'
+    signature = sign(signed, "secret-for-test")
+    sent = b'{"payment_status": "finished", "payment_id": 5, "actually_paid": 1e-400}'
+    body = verify_ipn(sent, signature, "secret-for-test")
+    assert body["actually_paid"] == 0 and body["payment_id"] == 5

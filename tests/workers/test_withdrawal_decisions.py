@@ -124,7 +124,7 @@ async def test_user_cancels_a_pending_withdrawal_and_history_shows_the_hold_and_
         status, history = await stack.api_get(f"/v1/users/{user}/transactions")
         refund, hold, deposit = history["items"]
         assert (refund["type"], refund["amount_usd"], refund["balance_after"]) == ("refund", "40.00", "100.00")
-        assert refund["reference"] == f"withdrawal:{wid}:release" and "cancelled" in refund["description"]
+        assert refund["reference"] == f"withdrawal:{wid}:settle" and "cancelled" in refund["description"]
         assert (hold["balance_after"], deposit["type"], deposit["balance_after"]) == ("60.00", "deposit", "100.00")
         await no_violations(stack)
 

@@ -89,13 +89,18 @@ async def money(stack: Stack, user: str) -> tuple[Decimal, Decimal, Decimal]:
 
 
 async def postings(stack: Stack, withdrawal_id: str) -> list[str]:
-    """Idempotency keys of the ledger transactions written for one withdrawal (hold/release/complete)."""
+    """The ledger transactions written for one withdrawal, named hold / complete / release.
+
+    Completion and release share the key ``withdrawal:<id>:settle`` (so only one can exist); the
+    transaction type tells them apart.
+    """
     async with stack.pool.acquire() as conn:
         rows = await conn.fetch(
-            "SELECT idempotency_key FROM ledger_transactions WHERE idempotency_key LIKE $1 ORDER BY id",
+            "SELECT idempotency_key, type FROM ledger_transactions WHERE idempotency_key LIKE $1 ORDER BY id",
             f"withdrawal:{withdrawal_id}:%",
         )
-    return [r["idempotency_key"].rsplit(":", 1)[1] for r in rows]
+    names = {("hold", "withdrawal"): "hold", ("settle", "withdrawal"): "complete", ("settle", "refund"): "release"}
+    return [names[(r["idempotency_key"].rsplit(":", 1)[1], r["type"])] for r in rows]
 
 
 async def events(stack: Stack, withdrawal_id: str) -> list[tuple[str | None, str, str, str]]:

@@ -7,14 +7,16 @@ change is recorded as an event. When the payment becomes creditable, settle-depo
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
 import structlog
 
 from domain.errors import InvalidRequest
+from domain.money import ZERO
 from domain.payments import (
     Payment,
     PaymentStatus,
@@ -22,6 +24,7 @@ from domain.payments import (
     is_forward,
     map_gateway_status,
     next_poll_delay,
+    received_value_usd,
 )
 from gateway.models import GatewayPayment
 from storage import payments
@@ -32,6 +35,8 @@ log = structlog.get_logger(__name__)
 
 # How soon the scheduler looks again at a payment that is waiting for its settlement.
 SETTLE_SWEEP_SECONDS = 30.0
+# Statuses that, arriving after a credit, mean the money may not be ours after all.
+UNDONE = frozenset({PaymentStatus.REFUNDED, PaymentStatus.FAILED, PaymentStatus.EXPIRED, PaymentStatus.CANCELLED})
 # Used when the gateway gave no expiration estimate.
 DEFAULT_LIFETIME = timedelta(hours=24)
 
@@ -76,21 +81,24 @@ async def _apply_locked(
     now = datetime.now(UTC)
     changes: dict[str, Any] = {}
     target = map_gateway_status(snapshot.status)
-    newer = (
-        snapshot.updated_at is None
-        or payment.gateway_updated_at is None
-        or (snapshot.updated_at >= payment.gateway_updated_at)
+    stale = (
+        snapshot.updated_at is not None
+        and payment.gateway_updated_at is not None
+        and snapshot.updated_at < payment.gateway_updated_at
     )
 
     if target is None:
         log.warning("gateway_status_unknown", payment_id=payment.id, gateway_status=snapshot.status, source=source)
-    elif is_forward(payment.status, target) or (target is payment.status and newer and not payment.is_terminal):
+    elif stale:
+        # Older than what we already know: out-of-order delivery. It may not move anything, not even forward.
+        log.info("gateway_snapshot_stale", payment_id=payment.id, reported=snapshot.status, source=source)
+    elif is_forward(payment.status, target) or (target is payment.status and not payment.is_terminal):
         changes.update(_snapshot_fields(payment, snapshot))
         if target is not payment.status:
             changes["status"] = target
-    elif payment.is_terminal and payment.settled_at is None and _reports_more_funds(payment, snapshot):
-        # Funds after we gave up (e.g. paid after expiry): record them so the payment is held for an
-        # operator; the status stays terminal and nothing is credited automatically.
+    elif payment.is_terminal and _reports_more_funds(payment, snapshot):
+        # Funds after we gave up (e.g. paid after expiry) or after we credited: record them so the payment
+        # is held for an operator; the status stays as it is and nothing is credited automatically.
         changes.update(_snapshot_fields(payment, snapshot))
         log.warning(
             "late_funds_on_closed_payment",
@@ -111,34 +119,37 @@ async def _apply_locked(
     status = changes.get("status", payment.status)
     expires_at = payment.expires_at or (payment.created_at + DEFAULT_LIFETIME)
     past_expiry = now >= expires_at + timedelta(seconds=settings.payments_expiry_grace)
-    if polled and past_expiry and status in (PaymentStatus.PENDING, PaymentStatus.CONFIRMING):
-        # The gateway's last word, just fetched, still says nothing arrived: give up on it.
-        if status is PaymentStatus.PENDING:
-            changes["status"] = status = PaymentStatus.EXPIRED
-    if polled and past_expiry and status is PaymentStatus.PARTIALLY_PAID and payment.final_at is None:
+    # Expiry acts only on what the gateway has just said in this very poll, never on our older view.
+    if polled and past_expiry and not stale and target is PaymentStatus.PENDING and status is PaymentStatus.PENDING:
+        changes["status"] = status = PaymentStatus.EXPIRED
+    if (
+        polled
+        and past_expiry
+        and not stale
+        and target is PaymentStatus.PARTIALLY_PAID
+        and status is PaymentStatus.PARTIALLY_PAID
+        and payment.final_at is None
+    ):
         changes["final_at"] = now
 
     final_at = changes.get("final_at", payment.final_at)
+    pay_amount = changes.get("pay_amount", payment.pay_amount)
+    actually_paid = changes.get("actually_paid", payment.actually_paid)
     decision = decide_credit(
         status=status,
         amount_usd=payment.amount_usd,
-        pay_amount=changes.get("pay_amount", payment.pay_amount),
-        actually_paid=changes.get("actually_paid", payment.actually_paid),
+        pay_amount=pay_amount,
+        actually_paid=actually_paid,
         past_expiry=final_at is not None,
         underpaid_policy=settings.payments_underpaid_policy,
         overpaid_policy=settings.payments_overpaid_policy,
     )
     settle_due = decision.creditable and payment.settled_at is None
     if payment.settled_at is not None:
-        # What was credited stays as it is. More value reported later (a top-up after a settled
-        # partial payment) is never credited automatically: it goes to an operator.
-        credited = payment.credit_usd or 0
-        if decision.credit_usd > credited and payment.hold_reason is None:
-            decision = replace(
-                decision,
-                hold_reason=f"funds after settlement: now worth {decision.credit_usd} USD, credited {credited} USD",
-            )
-            changes["hold_reason"] = decision.hold_reason
+        # What was credited stays as it is; news that changes its worth goes to an operator.
+        reason = _news_after_settlement(payment, status, pay_amount, actually_paid, decision.credit_usd)
+        if reason and payment.hold_reason is None:
+            changes["hold_reason"] = reason
     elif decision.final or decision.hold_reason:
         changes["credit_usd"] = decision.credit_usd
         changes["variance"] = decision.variance.value
@@ -180,7 +191,7 @@ async def _apply_locked(
             to_status=updated.status.value,
             source=source,
         )
-    if decision.hold_reason and payment.hold_reason != decision.hold_reason:
+    if updated.hold_reason and updated.hold_reason != payment.hold_reason:
         await payments.add_event(
             conn,
             payment.id,
@@ -188,10 +199,33 @@ async def _apply_locked(
             from_status=updated.status.value,
             to_status=updated.status.value,
             gateway_status=snapshot.status,
-            detail={"hold_reason": decision.hold_reason},
+            detail={"hold_reason": updated.hold_reason},
         )
-        log.warning("payment_held_for_review", payment_id=payment.id, reason=decision.hold_reason)
+        log.warning("payment_held_for_review", payment_id=payment.id, reason=updated.hold_reason)
     return ApplyResult(updated, changed=True, settle_due=settle_due)
+
+
+def _news_after_settlement(
+    payment: Payment,
+    status: PaymentStatus,
+    pay_amount: Decimal | None,
+    actually_paid: Decimal | None,
+    decided: Decimal,
+) -> str | None:
+    """Why a settled payment needs an operator now, or None: refunded or failed after we credited it,
+    or worth more than we credited (a top-up)."""
+    credited = payment.credit_usd or ZERO
+    if status is not payment.status and status in UNDONE and credited > ZERO:
+        return f"gateway reports {status.value} after {credited} USD was credited: reverse it if that is right"
+    worth = decided
+    if pay_amount is not None and actually_paid is not None and pay_amount > ZERO:
+        worth = max(
+            worth,
+            received_value_usd(price_amount=payment.amount_usd, pay_amount=pay_amount, actually_paid=actually_paid),
+        )
+    if worth > credited:
+        return f"funds after settlement: now worth {worth} USD, credited {credited} USD"
+    return None
 
 
 def _reports_more_funds(payment: Payment, snapshot: GatewayPayment) -> bool:

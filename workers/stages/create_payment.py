@@ -11,7 +11,7 @@ from domain.errors import InvalidRequest
 from domain.ids import new_payment_id
 from domain.money import format_usd
 from domain.payments import Payment, PaymentStatus, request_fingerprint
-from gateway.errors import GatewayRejected, GatewayTransientError
+from gateway.errors import GatewayProtocolError, GatewayRejected, GatewayTransientError
 from storage import currencies, payments
 from storage.db import transaction
 from workers.context import StageContext
@@ -55,7 +55,7 @@ async def create_payment(ctx: StageContext, request: CreatePaymentRequest) -> Pa
         )
     except GatewayRejected as exc:
         return await _record_rejection(ctx, payment, exc)
-    except GatewayTransientError:
+    except (GatewayTransientError, GatewayProtocolError):
         async with transaction(ctx.pool) as conn:
             await payments.release_creation_claim(conn, payment.id)
         raise
@@ -159,6 +159,12 @@ async def _validate_new_request(conn: asyncpg.Connection, ctx: StageContext, req
 
 async def _record_rejection(ctx: StageContext, payment: Payment, exc: GatewayRejected) -> Payment:
     async with transaction(ctx.pool) as conn:
+        current = await payments.get_payment(conn, payment.id, for_update=True)
+        assert current is not None
+        if current.created_at_gateway or current.status is not PaymentStatus.PENDING:
+            # Our lease ran out and another attempt succeeded meanwhile: its payment stands.
+            log.warning("late_gateway_rejection_ignored", payment_id=payment.id, code=exc.code)
+            return current
         updated = await payments.update_payment(
             conn,
             payment.id,

@@ -45,8 +45,10 @@ async def _decide(
             raise WithdrawalNotFound(f"no withdrawal {withdrawal_id!r}", field="withdrawal_id")
         if withdrawal.status is target:
             return withdrawal  # repeating a decision already taken is a no-op
-        if not_in_gateway and withdrawal.payout_mode == "gateway":
+        if not_in_gateway and _in_gateway(withdrawal):
             raise _in_gateway_hands(withdrawal_id)
+        if withdrawal.review_reason is not None:
+            changes = {**(changes or {}), "review_reason": None, "payout_claimed_until": None}
         return await move_withdrawal(conn, withdrawal, target, actor=actor, note=_note(note), changes=changes)
 
 
@@ -82,9 +84,20 @@ async def reject_withdrawal(ctx: StageContext, withdrawal_id: str, *, operator: 
     )
 
 
+def _in_gateway(withdrawal: Withdrawal) -> bool:
+    """Only the gateway's answer may settle it: a payout is recorded, or one may exist and nobody has
+    asked an operator to look (a withdrawal held for review is the operator's to decide)."""
+    if withdrawal.provider_payout_id is not None:
+        return True
+    if withdrawal.payout_claimed_until is not None and withdrawal.payout_claimed_until > datetime.now(UTC):
+        return True  # a payout attempt is under way right now
+    return withdrawal.payout_mode == "gateway" and withdrawal.review_reason is None
+
+
 def _in_gateway_hands(withdrawal_id: str) -> InvalidTransition:
     return InvalidTransition(
-        f"withdrawal {withdrawal_id} has been handed to the payout gateway; only its answer can settle it now"
+        f"withdrawal {withdrawal_id} has been handed to the payout gateway (or a payout attempt is under way);"
+        " only its answer can settle it now"
     )
 
 
@@ -101,7 +114,7 @@ async def complete_withdrawal_manually(
         withdrawal = await withdrawals.get_withdrawal(conn, withdrawal_id, for_update=True)
         if withdrawal is None:
             raise WithdrawalNotFound(f"no withdrawal {withdrawal_id!r}", field="withdrawal_id")
-        if withdrawal.payout_mode == "gateway" or withdrawal.provider_payout_id is not None:
+        if _in_gateway(withdrawal):
             raise _in_gateway_hands(withdrawal_id)
         if withdrawal.status is WithdrawalStatus.COMPLETED and withdrawal.transaction_hash == tx_hash:
             return withdrawal
@@ -111,5 +124,5 @@ async def complete_withdrawal_manually(
             WithdrawalStatus.COMPLETED,
             actor=f"operator:{operator}",
             note=_note(note),
-            changes={"transaction_hash": tx_hash, "payout_mode": "manual"},
+            changes={"transaction_hash": tx_hash, "payout_mode": "manual", "review_reason": None},
         )

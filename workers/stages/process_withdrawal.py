@@ -90,17 +90,27 @@ async def _send_payout(ctx: StageContext, withdrawal: Withdrawal) -> Withdrawal:
 async def _find_or_create_payout(ctx: StageContext, withdrawal: Withdrawal) -> GatewayPayout | None:
     """The payout for this withdrawal: found by our id if an earlier attempt sent it, else created now.
 
-    ``None`` when the gateway refused it for good (the withdrawal is then failed and released).
+    ``None`` when nothing more can be done now: the gateway refused it for good (the withdrawal is
+    failed and released), or refused a retry after an attempt whose outcome we never learned (the
+    withdrawal is held for an operator: the first payout may exist, so releasing could pay twice).
     """
-    payout = await ctx.gateway.find_payout_by_external_id(withdrawal.id)
-    if payout is not None:
-        return payout
-    amount = withdrawal.payout_amount or await ctx.gateway.estimate(
-        withdrawal.final_amount_usd, "usd", withdrawal.currency_code
-    )
-    if withdrawal.payout_amount is None:
-        async with transaction(ctx.pool) as conn:  # the amount we ask for never changes on a retry
-            await withdrawals.update_withdrawal(conn, withdrawal.id, {"payout_amount": amount})
+    outcome_unknown = withdrawal.payout_attempted_at is not None
+    try:
+        payout = await ctx.gateway.find_payout_by_external_id(withdrawal.id)
+        if payout is not None:
+            return payout
+        amount = withdrawal.payout_amount or await ctx.gateway.estimate(
+            withdrawal.final_amount_usd, "usd", withdrawal.currency_code
+        )
+    except GatewayRejected as exc:  # nothing was sent in this attempt
+        return await _refused(ctx, withdrawal.id, exc, outcome_unknown=outcome_unknown)
+    async with transaction(ctx.pool) as conn:
+        # From here on a payout may exist: the amount never changes again, the gateway owns the outcome,
+        # and no refusal of a later attempt can prove that nothing was paid.
+        sending = await withdrawals.mark_payout_sending(conn, withdrawal.id, amount=amount)
+    if sending is None:
+        log.info("payout_not_sent_withdrawal_decided_meanwhile", withdrawal_id=withdrawal.id)
+        return None
     try:
         return await ctx.gateway.create_payout(
             address=withdrawal.wallet_address,
@@ -111,13 +121,37 @@ async def _find_or_create_payout(ctx: StageContext, withdrawal: Withdrawal) -> G
             unique_external_id=withdrawal.id,
         )
     except GatewayRejected as exc:
-        if exc.code != DUPLICATE_EXTERNAL_ID:
-            await _fail(ctx, withdrawal.id, exc)
-            return None
-        payout = await ctx.gateway.find_payout_by_external_id(withdrawal.id)
-        if payout is None:
-            raise
-        return payout
+        if exc.code == DUPLICATE_EXTERNAL_ID:
+            payout = await ctx.gateway.find_payout_by_external_id(withdrawal.id)
+            if payout is None:
+                raise
+            return payout
+        return await _refused(ctx, withdrawal.id, exc, outcome_unknown=outcome_unknown)
+
+
+async def _refused(ctx: StageContext, withdrawal_id: str, exc: GatewayRejected, *, outcome_unknown: bool) -> None:
+    if not outcome_unknown:
+        await _fail(ctx, withdrawal_id, exc)
+        return None
+    reason = (
+        f"payout refused ({exc.code}) after an earlier attempt whose outcome is unknown: check the gateway"
+        f" for unique_external_id {withdrawal_id}, then complete (with its hash) or reject"
+    )
+    async with transaction(ctx.pool) as conn:
+        await withdrawals.update_withdrawal(
+            conn,
+            withdrawal_id,
+            {
+                "review_reason": reason,
+                "error_code": exc.code,
+                "error_message": exc.message[:500],
+                "payout_claimed_until": None,
+                # keep looking it up: if the first payout shows up, it is recorded and settled normally
+                "next_check_at": datetime.now(UTC) + timedelta(seconds=PAYOUT_CHECK_SECONDS),
+            },
+        )
+    log.error("withdrawal_needs_review", withdrawal_id=withdrawal_id, code=exc.code)
+    return None
 
 
 async def _current(ctx: StageContext, withdrawal_id: str) -> Withdrawal:
@@ -142,6 +176,8 @@ async def _record_payout(ctx: StageContext, withdrawal_id: str, payout: GatewayP
                     "provider_payout_id": payout.payout_id,
                     "payout_status": payout.status,
                     "payout_claimed_until": None,
+                    "payout_mode": "gateway",
+                    "review_reason": None,
                     "next_check_at": datetime.now(UTC) + timedelta(seconds=PAYOUT_CHECK_SECONDS),
                 },
                 detail={"payout_id": payout.payout_id, "amount": payout.amount, "currency": payout.currency},

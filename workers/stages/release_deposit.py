@@ -54,7 +54,9 @@ async def release_held_deposit(
             raise InvalidRequest(
                 f"{format_usd(amount)} is more than the {format_usd(available)} that arrived", field="credit_usd"
             )
-        key = f"deposit:{payment.id}" if payment.settled_at is None else f"deposit:{payment.id}:released"
+        # First credit: the payment's own deposit key. Later releases (funds after settlement) are keyed by
+        # the cumulative credit they bring the payment to, so each distinct release posts exactly once.
+        key = f"deposit:{payment.id}" if payment.settled_at is None else f"deposit:{payment.id}:to:{already + amount}"
         posting = LedgerPosting(
             idempotency_key=key,
             type=TransactionType.DEPOSIT,

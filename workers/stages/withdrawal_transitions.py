@@ -13,7 +13,8 @@ from typing import Any
 import asyncpg
 import structlog
 
-from domain.ledger import withdrawal_complete_posting, withdrawal_release_posting
+from domain.errors import InvalidTransition
+from domain.ledger import LedgerPosting, withdrawal_complete_posting, withdrawal_release_posting
 from domain.withdrawals import Withdrawal, WithdrawalStatus, hold_outcome, transition
 from storage import ledger, withdrawals
 
@@ -24,6 +25,13 @@ _RELEASE_WORDS = {
     WithdrawalStatus.CANCELLED: "cancelled",
     WithdrawalStatus.FAILED: "failed",
 }
+
+
+async def _post_once(conn: asyncpg.Connection, posting: LedgerPosting, withdrawal: Withdrawal) -> None:
+    """Completion and release share one ledger key: if either is already there, the hold is settled."""
+    result = await ledger.post(conn, posting)
+    if not result.created:
+        raise InvalidTransition(f"the hold of withdrawal {withdrawal.id} has already been settled in the ledger")
 
 
 async def move_withdrawal(
@@ -52,7 +60,7 @@ async def move_withdrawal(
             final_amount_usd=withdrawal.final_amount_usd,
             total_fee_usd=withdrawal.total_fee_usd,
         )
-        await ledger.post(conn, posting)
+        await _post_once(conn, posting, withdrawal)
         fields["completed_at"] = datetime.now(UTC)
     elif outcome == "release":
         posting = withdrawal_release_posting(
@@ -61,7 +69,7 @@ async def move_withdrawal(
             amount_usd=withdrawal.amount_usd,
             why=_RELEASE_WORDS[target],
         )
-        await ledger.post(conn, posting)
+        await _post_once(conn, posting, withdrawal)
     if target in (WithdrawalStatus.COMPLETED, WithdrawalStatus.FAILED, WithdrawalStatus.REJECTED):
         fields["next_check_at"] = None
         fields["payout_claimed_until"] = None
