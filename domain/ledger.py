@@ -111,6 +111,11 @@ def deposit_posting(*, payment_id: str, user_id: str, amount_usd: Decimal, descr
     )
 
 
+def withdrawal_settle_key(withdrawal_id: str) -> str:
+    """Completion and release of a hold share one key, so Postgres itself lets only one of them exist."""
+    return f"withdrawal:{withdrawal_id}:settle"
+
+
 def withdrawal_hold_posting(*, withdrawal_id: str, user_id: str, amount_usd: Decimal) -> LedgerPosting:
     """Reserve the requested amount: available → held. The user's history shows it as the withdrawal."""
     return LedgerPosting(
@@ -127,7 +132,7 @@ def withdrawal_hold_posting(*, withdrawal_id: str, user_id: str, amount_usd: Dec
 def withdrawal_release_posting(*, withdrawal_id: str, user_id: str, amount_usd: Decimal, why: str) -> LedgerPosting:
     """Give a held amount back: held → available (rejected, cancelled or failed)."""
     return LedgerPosting(
-        idempotency_key=f"withdrawal:{withdrawal_id}:release",
+        idempotency_key=withdrawal_settle_key(withdrawal_id),
         type=TransactionType.REFUND,
         description=f"Withdrawal {why} - {withdrawal_id}",
         entries=(
@@ -145,7 +150,7 @@ def withdrawal_complete_posting(
     if total_fee_usd > ZERO:
         entries.append(Entry(FEES, total_fee_usd))
     return LedgerPosting(
-        idempotency_key=f"withdrawal:{withdrawal_id}:complete",
+        idempotency_key=withdrawal_settle_key(withdrawal_id),
         type=TransactionType.WITHDRAWAL,
         description=f"Withdrawal completed - {withdrawal_id}",
         entries=tuple(entries),

@@ -316,6 +316,8 @@ class Withdrawal:
     created_at: datetime
     updated_at: datetime
     completed_at: datetime | None
+    payout_attempted_at: datetime | None
+    review_reason: str | None
 
     @property
     def is_terminal(self) -> bool:
