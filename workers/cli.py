@@ -205,6 +205,7 @@ def cmd_withdrawals(args: argparse.Namespace) -> int:
                         print(
                             f"{w.id}  {w.status.value:10} {w.user_id:16} {format_usd(w.amount_usd):>12}"
                             f" → {format_usd(w.final_amount_usd):>12} {w.currency_code} {w.wallet_address}"
+                            + (f"  REVIEW: {w.review_reason}" if w.review_reason else "")
                         )
                 return 0
             if not args.withdrawal_id:

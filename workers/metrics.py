@@ -13,6 +13,7 @@ _QUERIES = {
     "stuck_creation": "SELECT count(*) FROM payments WHERE provider_payment_id IS NULL AND status = 'pending'"
     " AND created_at < now() - interval '5 minutes'",
     "withdrawals_by_status": "SELECT status, count(*) AS n FROM withdrawals GROUP BY status",
+    "withdrawals_review": "SELECT count(*) FROM withdrawals WHERE review_reason IS NOT NULL",
 }
 
 
@@ -25,6 +26,7 @@ async def render_metrics(pool: asyncpg.Pool) -> str:
         postings = await conn.fetchval(_QUERIES["ledger_transactions"])
         stuck = await conn.fetchval(_QUERIES["stuck_creation"])
         withdrawals_by_status = await conn.fetch(_QUERIES["withdrawals_by_status"])
+        withdrawals_review = await conn.fetchval(_QUERIES["withdrawals_review"])
     lines = [
         "# HELP payments_total Deposit payments by status.",
         "# TYPE payments_total gauge",
@@ -47,5 +49,8 @@ async def render_metrics(pool: asyncpg.Pool) -> str:
         "# HELP withdrawals_total Withdrawals by status.",
         "# TYPE withdrawals_total gauge",
         *(f'withdrawals_total{{status="{row["status"]}"}} {row["n"]}' for row in withdrawals_by_status),
+        "# HELP withdrawals_held_for_review Withdrawals an operator must decide (payout outcome unknown).",
+        "# TYPE withdrawals_held_for_review gauge",
+        f"withdrawals_held_for_review {withdrawals_review}",
     ]
     return "\n".join(lines) + "\n"

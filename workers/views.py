@@ -118,6 +118,8 @@ def withdrawal_view(withdrawal: Withdrawal) -> dict[str, Any]:
         "transaction_hash": withdrawal.transaction_hash,
         "error_code": withdrawal.error_code,
         "error_message": withdrawal.error_message,
+        "review_reason": withdrawal.review_reason,
+        "payout_attempted_at": _time(withdrawal.payout_attempted_at),
         "created_at": _time(withdrawal.created_at),
         "updated_at": _time(withdrawal.updated_at),
         "completed_at": _time(withdrawal.completed_at),
