@@ -77,3 +77,22 @@ async def test_polling_path_credits_once_without_ipn(database_url, redis_namespa
             events = await conn.fetch("SELECT source FROM payment_events WHERE payment_id = $1", payment.id)
             assert {"poll", "settle"} <= {e["source"] for e in events}
             assert "ipn" not in {e["source"] for e in events}
+
+
+async def test_memo_coin_deposit_shows_its_tag_in_the_view_uri_and_qr(database_url, redis_namespace):
+    async with Stack(database_url, redis_namespace) as stack:
+        request_id = _ref("req")
+        stack.actors.create_payment.send(
+            request_id=request_id, user_id=_ref("user"), amount_usd="30.00", currency_code="xrp"
+        )
+        payment = await stack.payment_for_request(request_id)
+        status, view = await stack.api_get(f"/v1/deposits/{request_id}")
+        assert status == 200 and view["internal_payment_id"] == payment.id
+        assert view["payin_extra_id"] and view["payin_extra_id"] == payment.payin_extra_id
+        assert view["payment_uri"].startswith(f"ripple:{payment.pay_address}")
+        assert f"dt={payment.payin_extra_id}" in view["payment_uri"]
+        async with stack.http.get(
+            stack.web_url + view["qr_code_url"], headers={"Authorization": "Bearer api-token-for-tests"}
+        ) as response:
+            assert response.status == 200 and response.content_type == "image/svg+xml"
+            assert (await response.read()).lstrip().startswith(b"<svg")
