@@ -72,6 +72,10 @@ class Settings(BaseSettings):
     payments_scheduler_tick: float = Field(default=2.0, gt=0)
     payments_scheduler_batch: int = Field(default=500, ge=1, le=10000)
 
+    # Worker processes (`payments worker`): dramatiq --processes / --threads
+    worker_processes: int = Field(default=2, ge=1, le=64)
+    worker_threads: int = Field(default=8, ge=1, le=256)
+
     # Database pool per process
     db_pool_min: int = Field(default=1, ge=0)
     db_pool_max: int = Field(default=10, ge=1)

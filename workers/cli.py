@@ -64,9 +64,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
         dramatiq,
         "workers.worker_main",
         "--processes",
-        os.environ.get("WORKER_PROCESSES", "2"),
+        str(settings.worker_processes),
         "--threads",
-        os.environ.get("WORKER_THREADS", "8"),
+        str(settings.worker_threads),
         "--worker-shutdown-timeout",
         str(WORKER_SHUTDOWN_TIMEOUT_MS),
         # dramatiq's launcher waits this long for a "ready" signal that a child dying at boot never sends;
