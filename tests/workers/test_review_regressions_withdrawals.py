@@ -131,15 +131,6 @@ async def test_refusal_after_an_unknown_payout_outcome_holds_the_withdrawal_for_
         await no_violations(stack)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: a withdrawal held for review is never looked up again: claim_payout refuses it (review_reason IS"
-        " NOT NULL), so process_withdrawal (the scheduler's check at next_check_at) raises PayoutInProgress"
-        " instead of finding the first payout by unique_external_id and recording it, as _refused's comment"
-        " and the README promise"
-    ),
-)
 async def test_a_withdrawal_held_for_review_records_the_first_payout_once_it_shows_up(database_url, redis_namespace):
     async with Stack(
         database_url, redis_namespace, payouts=True, ipn=False, start_worker=False, nowpayments_timeout_seconds=0.4

@@ -27,6 +27,7 @@ PAYOUT_LEASE_SECONDS = 120.0
 PAYOUT_CHECK_SECONDS = 30.0
 AMBIGUOUS_PAYOUT_WAIT_SECONDS = 10.0
 IN_PROGRESS_RECHECK_MS = 5_000
+REVIEW_CHECK_SECONDS = 300.0
 GATEWAY_ACTOR = "gateway:nowpayments"
 
 
@@ -52,6 +53,8 @@ async def process_withdrawal(ctx: StageContext, withdrawal_id: str) -> Withdrawa
     if withdrawal.provider_payout_id is not None:
         payout = await ctx.gateway.get_payout(withdrawal.provider_payout_id)
         return await apply_payout_status(ctx, payout, source="poll")
+    if withdrawal.review_reason is not None:
+        return await _look_for_lost_payout(ctx, withdrawal)
     return await _send_payout(ctx, withdrawal)
 
 
@@ -162,28 +165,24 @@ async def _current(ctx: StageContext, withdrawal_id: str) -> Withdrawal:
 
 
 async def _record_payout(ctx: StageContext, withdrawal_id: str, payout: GatewayPayout) -> Withdrawal:
+    """Record the payout we created or found, then apply what it already says (it may be final)."""
+    return await apply_payout_status(ctx, payout, source="create", withdrawal_id=withdrawal_id)
+
+
+async def _look_for_lost_payout(ctx: StageContext, withdrawal: Withdrawal) -> Withdrawal:
+    """A withdrawal held for review after an attempt with unknown outcome: keep looking the payout up by
+    our id. If it shows up it is recorded and settled normally; otherwise check again later."""
+    try:
+        payout = await ctx.gateway.find_payout_by_external_id(withdrawal.id)
+    except GatewayRejected as exc:
+        log.warning("lost_payout_lookup_refused", withdrawal_id=withdrawal.id, code=exc.code)
+        payout = None
+    if payout is not None:
+        return await _record_payout(ctx, withdrawal.id, payout)
     async with transaction(ctx.pool) as conn:
-        withdrawal = await withdrawals.get_withdrawal(conn, withdrawal_id, for_update=True)
-        assert withdrawal is not None
-        if withdrawal.provider_payout_id is None and withdrawal.status is WithdrawalStatus.APPROVED:
-            withdrawal = await move_withdrawal(
-                conn,
-                withdrawal,
-                WithdrawalStatus.PROCESSING,
-                actor=GATEWAY_ACTOR,
-                note="payout created",
-                changes={
-                    "provider_payout_id": payout.payout_id,
-                    "payout_status": payout.status,
-                    "payout_claimed_until": None,
-                    "payout_mode": "gateway",
-                    "review_reason": None,
-                    "next_check_at": datetime.now(UTC) + timedelta(seconds=PAYOUT_CHECK_SECONDS),
-                },
-                detail={"payout_id": payout.payout_id, "amount": payout.amount, "currency": payout.currency},
-            )
-    # The payout may already be final (or become so while we recorded it): apply what we know.
-    return await apply_payout_status(ctx, payout, source="create")
+        return await withdrawals.update_withdrawal(
+            conn, withdrawal.id, {"next_check_at": datetime.now(UTC) + timedelta(seconds=REVIEW_CHECK_SECONDS)}
+        )
 
 
 async def _fail(ctx: StageContext, withdrawal_id: str, exc: GatewayRejected) -> Withdrawal:
@@ -203,14 +202,46 @@ async def _fail(ctx: StageContext, withdrawal_id: str, exc: GatewayRejected) -> 
         )
 
 
-async def apply_payout_status(ctx: StageContext, payout: GatewayPayout, *, source: str) -> Withdrawal:
-    """Apply the gateway's view of a payout (poll or payout IPN); settles the hold exactly once."""
+async def apply_payout_status(
+    ctx: StageContext, payout: GatewayPayout, *, source: str, withdrawal_id: str | None = None
+) -> Withdrawal:
+    """Apply the gateway's view of a payout (create, poll or payout IPN); settles the hold exactly once.
+
+    A payout for a withdrawal handed to the gateway but not yet recorded (its answer was lost, or its
+    IPN outran the worker) is recorded first. ``withdrawal_id`` names the withdrawal when the caller
+    knows it; otherwise it is found by payout id or by the payout's ``unique_external_id``.
+    """
     async with transaction(ctx.pool) as conn:
         withdrawal = await withdrawals.get_by_provider_id(conn, payout.payout_id, for_update=True)
-        if withdrawal is None and payout.unique_external_id:
-            withdrawal = await withdrawals.get_withdrawal(conn, payout.unique_external_id, for_update=True)
-        if withdrawal is None or withdrawal.provider_payout_id not in (None, payout.payout_id):
+        own_id = withdrawal_id or payout.unique_external_id
+        if withdrawal is None and own_id:
+            withdrawal = await withdrawals.get_withdrawal(conn, own_id, for_update=True)
+        if (
+            withdrawal is None
+            or withdrawal.provider_payout_id not in (None, payout.payout_id)
+            or (payout.unique_external_id not in (None, withdrawal.id))
+        ):
             raise InvalidRequest(f"no withdrawal for payout {payout.payout_id!r}", field="payout_id")
+        if (
+            withdrawal.status is WithdrawalStatus.APPROVED
+            and withdrawal.provider_payout_id is None
+            and withdrawal.payout_mode == "gateway"
+        ):
+            withdrawal = await move_withdrawal(
+                conn,
+                withdrawal,
+                WithdrawalStatus.PROCESSING,
+                actor=GATEWAY_ACTOR,
+                note="payout created" if source == "create" else f"payout found ({source})",
+                changes={
+                    "provider_payout_id": payout.payout_id,
+                    "payout_status": payout.status,
+                    "payout_claimed_until": None,
+                    "review_reason": None,
+                    "next_check_at": datetime.now(UTC) + timedelta(seconds=PAYOUT_CHECK_SECONDS),
+                },
+                detail={"payout_id": payout.payout_id, "amount": payout.amount, "currency": payout.currency},
+            )
         target = map_payout_status(payout.status)
         if target is None:
             log.warning("payout_status_unknown", withdrawal_id=withdrawal.id, status=payout.status)
