@@ -28,7 +28,8 @@ DATA_DIR = Path(os.environ.get("DEMO_DATA_DIR", ".demo-data")).resolve()
 DEMO_AMOUNT = "25.00"
 DEMO_CURRENCY = "btc"
 DEMO_WITHDRAWAL = "15.00"
-DEMO_PAYOUT_ADDRESS = "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq"
+DEMO_WITHDRAWAL_CURRENCY = "ltc"  # a coin with a small network fee, so the example reads naturally
+DEMO_PAYOUT_ADDRESS = "ltc1qg82ug0gm2gzr7qnz8aw6ydfzjt4y84rd5n7mzm"
 
 
 def _say(text: str) -> None:
@@ -122,7 +123,7 @@ def _withdraw(base: str, token: str, operator_token: str, user_id: str, processe
         "request_id": f"demo-wd-{uuid.uuid4().hex[:8]}",
         "user_id": user_id,
         "amount_usd": DEMO_WITHDRAWAL,
-        "currency_code": DEMO_CURRENCY,
+        "currency_code": DEMO_WITHDRAWAL_CURRENCY,
         "wallet_address": DEMO_PAYOUT_ADDRESS,
     }
     status, withdrawal = _http("POST", base + "/v1/withdrawals", token, request)
@@ -153,7 +154,7 @@ def _withdraw(base: str, token: str, operator_token: str, user_id: str, processe
 
     final = _wait_for("the payout to finish", paid, timeout=90)
     _say(
-        f"payout {final['status']}: {final['payout_amount']} {DEMO_CURRENCY.upper()} sent,"
+        f"payout {final['status']}: {final['payout_amount']} {DEMO_WITHDRAWAL_CURRENCY.upper()} sent,"
         f" transaction {final['transaction_hash']}"
     )
 
