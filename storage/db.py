@@ -62,12 +62,19 @@ async def transaction(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
 
 
 async def update_by_id(
-    conn: asyncpg.Connection, table: str, row_id: str, changes: dict[str, Any], *, updatable: frozenset[str]
-) -> asyncpg.Record:
+    conn: asyncpg.Connection,
+    table: str,
+    row_id: str,
+    changes: dict[str, Any],
+    *,
+    updatable: frozenset[str],
+    only_if: str = "",
+) -> asyncpg.Record | None:
     """``UPDATE table SET <changes>, updated_at = now() WHERE id = row_id RETURNING *``.
 
     Column names are checked against ``updatable`` (they are spliced into the SQL; values never are).
-    Enum values are stored as their text.
+    Enum values are stored as their text. ``only_if`` is a constant SQL condition the row must also
+    meet (the write is then skipped and ``None`` returned when it does not).
     """
     unknown = set(changes) - updatable
     if unknown:

@@ -100,6 +100,7 @@ async def release_creation_claim(conn: asyncpg.Connection, payment_id: str) -> N
 async def update_payment(conn: asyncpg.Connection, payment_id: str, changes: dict[str, Any]) -> Payment:
     """Write the given columns (names checked against the model) and return the new row."""
     row = await update_by_id(conn, "payments", payment_id, changes, updatable=_UPDATABLE)
+    assert row is not None
     return _from_row(row)
 
 

@@ -95,7 +95,22 @@ async def get_by_provider_id(
 
 async def update_withdrawal(conn: asyncpg.Connection, withdrawal_id: str, changes: dict[str, Any]) -> Withdrawal:
     row = await update_by_id(conn, "withdrawals", withdrawal_id, changes, updatable=_UPDATABLE)
+    assert row is not None
     return _from_row(row)
+
+
+async def update_unsent(conn: asyncpg.Connection, withdrawal_id: str, changes: dict[str, Any]) -> Withdrawal | None:
+    """Update only while the withdrawal is still approved with no payout recorded; ``None`` otherwise
+    (an operator, an IPN or another attempt has moved it meanwhile, and this write no longer applies)."""
+    row = await update_by_id(
+        conn,
+        "withdrawals",
+        withdrawal_id,
+        changes,
+        updatable=_UPDATABLE,
+        only_if="status = 'approved' AND provider_payout_id IS NULL",
+    )
+    return _from_row(row) if row else None
 
 
 async def claim_payout(conn: asyncpg.Connection, withdrawal_id: str, *, lease_seconds: float) -> Withdrawal | None:
@@ -120,24 +135,42 @@ async def claim_payout(conn: asyncpg.Connection, withdrawal_id: str, *, lease_se
     return _from_row(row) if row else None
 
 
-async def mark_payout_sending(conn: asyncpg.Connection, withdrawal_id: str, *, amount: Decimal) -> Withdrawal | None:
+async def mark_payout_sending(
+    conn: asyncpg.Connection, withdrawal_id: str, *, amount: Decimal, lease: datetime
+) -> Withdrawal | None:
     """Just before the payout request: fix the amount and hand the withdrawal to the gateway.
 
-    Only while it is still approved and under a payout lease; ``None`` means an operator decided
-    meanwhile and nothing may be sent.
+    Only while it is still approved and this attempt still holds its lease (``lease`` is the
+    ``payout_claimed_until`` it was granted); ``None`` means someone else has moved it and nothing may be sent.
     """
     row = await conn.fetchrow(
         """
         UPDATE withdrawals
            SET payout_amount = $2, payout_mode = 'gateway', payout_attempted_at = now(), updated_at = now()
          WHERE id = $1 AND status = 'approved' AND provider_payout_id IS NULL
-           AND payout_claimed_until IS NOT NULL AND payout_claimed_until > now()
+           AND payout_claimed_until = $3 AND payout_claimed_until > now()
         RETURNING *
         """,
         withdrawal_id,
         amount,
+        lease,
     )
     return _from_row(row) if row else None
+
+
+async def end_payout_attempt(
+    conn: asyncpg.Connection, withdrawal_id: str, *, lease: datetime, retry_at: datetime
+) -> None:
+    """A payout attempt ends without an answer: shorten its own lease (never another attempt's)."""
+    await conn.execute(
+        """
+        UPDATE withdrawals SET payout_claimed_until = $3, next_check_at = $3, updated_at = now()
+         WHERE id = $1 AND status = 'approved' AND provider_payout_id IS NULL AND payout_claimed_until = $2
+        """,
+        withdrawal_id,
+        lease,
+        retry_at,
+    )
 
 
 async def add_event(
@@ -191,6 +224,7 @@ async def claim_due(
         WITH due AS (
             SELECT id FROM withdrawals
              WHERE next_check_at IS NOT NULL AND next_check_at <= coalesce($3, now())
+               AND status IN ('approved', 'processing')
              ORDER BY next_check_at
              LIMIT $1
              FOR UPDATE SKIP LOCKED

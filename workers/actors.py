@@ -14,7 +14,7 @@ import structlog
 from dramatiq.brokers.redis import RedisBroker
 
 from domain.errors import InvalidRequest, InvalidTransition
-from gateway.errors import GatewayProtocolError, GatewayTransientError
+from gateway.errors import GatewayError, GatewayProtocolError, GatewayTransientError
 from workers.messages import CreatePaymentRequest, WithdrawalRequest, payment_id_message, withdrawal_id_message
 from workers.runtime import current_context
 from workers.stages.create_payment import CreationInProgress
@@ -90,7 +90,7 @@ def declare_actors(broker: RedisBroker) -> PipelineActors:
             await process_withdrawal_stage(current_context(), withdrawal_id)
         except PayoutInProgress as exc:
             raise dramatiq.Retry(str(exc), delay=exc.retry_after_ms) from None
-        except (GatewayTransientError, GatewayProtocolError) as exc:
+        except GatewayError as exc:  # down, garbled, or refusing our credentials: the scheduler comes back
             _defer_to_scheduler("process_withdrawal", withdrawal_id, exc)
 
     def declare(fn: Any, queue: str) -> dramatiq.Actor:

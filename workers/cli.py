@@ -258,7 +258,7 @@ def cmd_deposits(args: argparse.Namespace) -> int:
     from domain.money import format_usd
     from storage import payments
     from storage.db import create_pool
-    from workers.stages.release_deposit import release_held_deposit
+    from workers.stages.release_deposit import dismiss_deposit_hold, release_held_deposit
 
     settings = _settings()
     operator = args.operator or os.environ.get("USER") or "cli"
@@ -284,6 +284,10 @@ def cmd_deposits(args: argparse.Namespace) -> int:
                 print(f"--credit {args.credit!r} is not a decimal amount", file=sys.stderr)
                 return 2
             try:
+                if args.action == "dismiss":
+                    p = await dismiss_deposit_hold(pool, args.payment_id, operator=operator, note=args.note or "")
+                    print(f"{p.id}: hold dismissed, nothing credited")
+                    return 0
                 p = await release_held_deposit(
                     pool, args.payment_id, operator=operator, note=args.note or "", credit_usd=credit
                 )
@@ -337,7 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     wd.add_argument("--status", help="list only this status")
     wd.set_defaults(func=cmd_withdrawals)
     dep = sub.add_parser("deposits", help="list deposits held for review, or release one")
-    dep.add_argument("action", choices=["held", "release"])
+    dep.add_argument("action", choices=["held", "release", "dismiss"])
     dep.add_argument("payment_id", nargs="?")
     dep.add_argument("--note", help="why (required)")
     dep.add_argument("--operator", help="who decides (default: $USER)")

@@ -183,10 +183,11 @@ async def test_operator_reject_committed_between_claim_and_sending_means_no_payo
             current = await withdrawals.get_withdrawal(other, wid, for_update=True)
             await move_withdrawal(other, current, WithdrawalStatus.REJECTED, actor="operator:bob", note="fraud")
         async with transaction(stack.pool) as conn:
-            assert await withdrawals.mark_payout_sending(conn, wid, amount=Decimal("0.0004")) is None
+            lease = claimed.payout_claimed_until
+            assert await withdrawals.mark_payout_sending(conn, wid, amount=Decimal("0.0004"), lease=lease) is None
 
         # The attempt carries on from its claim: it must send nothing.
-        assert await _find_or_create_payout(stack.ctx, claimed) is None
+        assert await _find_or_create_payout(stack.ctx, claimed, claimed.payout_claimed_until) is None
         assert await payout_posts(stack) == 0 and await sim_payouts(stack, wid) == []
         after = await stored(stack, wid)
         assert after.status is WithdrawalStatus.REJECTED
@@ -202,12 +203,25 @@ async def test_operator_reject_committed_between_claim_and_sending_means_no_payo
 async def test_mark_payout_sending_needs_a_live_lease(database_url, redis_namespace):
     async with Stack(database_url, redis_namespace, payouts=True, ipn=False, start_worker=False) as stack:
         _, wid = await approved_withdrawal(stack, "40.00")
+        someone_elses = datetime.now(UTC) + timedelta(seconds=60)
         async with transaction(stack.pool) as conn:
-            assert await withdrawals.mark_payout_sending(conn, wid, amount=Decimal("0.0004")) is None  # no lease
-            assert await withdrawals.claim_payout(conn, wid, lease_seconds=120) is not None
+            assert (
+                await withdrawals.mark_payout_sending(conn, wid, amount=Decimal("0.0004"), lease=someone_elses) is None
+            )  # no lease at all
+            claimed = await withdrawals.claim_payout(conn, wid, lease_seconds=120)
+            assert claimed is not None
+            assert (
+                await withdrawals.mark_payout_sending(conn, wid, amount=Decimal("0.0004"), lease=someone_elses) is None
+            )  # a lease, but not this attempt's
         await expire_lease(stack, wid)
         async with transaction(stack.pool) as conn:
-            assert await withdrawals.mark_payout_sending(conn, wid, amount=Decimal("0.0004")) is None  # run out
+            current = await withdrawals.get_withdrawal(conn, wid)
+            assert (
+                await withdrawals.mark_payout_sending(
+                    conn, wid, amount=Decimal("0.0004"), lease=current.payout_claimed_until
+                )
+                is None
+            )  # run out
         w = await stored(stack, wid)
         assert (w.payout_mode, w.payout_amount, w.payout_attempted_at) == (None, None, None)
 

@@ -187,7 +187,10 @@ async def _die_after_payout_call(stack: Stack, wid: str) -> dict[str, Any]:
         claimed = await withdrawals.claim_payout(conn, wid, lease_seconds=120)
         assert claimed is not None
         amount = await stack.gateway.estimate(claimed.final_amount_usd, "usd", claimed.currency_code)
-        assert await withdrawals.mark_payout_sending(conn, wid, amount=amount) is not None
+        sending = await withdrawals.mark_payout_sending(
+            conn, wid, amount=amount, lease=claimed.payout_claimed_until
+        )
+        assert sending is not None
     payout = await stack.gateway.create_payout(
         address=claimed.wallet_address,
         currency=claimed.currency_code,

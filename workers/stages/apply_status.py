@@ -37,6 +37,7 @@ log = structlog.get_logger(__name__)
 SETTLE_SWEEP_SECONDS = 30.0
 # Statuses that, arriving after a credit, mean the money may not be ours after all.
 UNDONE = frozenset({PaymentStatus.REFUNDED, PaymentStatus.FAILED, PaymentStatus.EXPIRED, PaymentStatus.CANCELLED})
+UNDONE_PREFIX = "gateway reports "
 # Used when the gateway gave no expiration estimate.
 DEFAULT_LIFETIME = timedelta(hours=24)
 
@@ -147,8 +148,15 @@ async def _apply_locked(
     settle_due = decision.creditable and payment.settled_at is None
     if payment.settled_at is not None:
         # What was credited stays as it is; news that changes its worth goes to an operator.
-        reason = _news_after_settlement(payment, status, pay_amount, actually_paid, decision.credit_usd)
-        if reason and payment.hold_reason is None:
+        reported = None if stale or target is None else target
+        funds_changed = pay_amount != payment.pay_amount or actually_paid != payment.actually_paid
+        reason = _news_after_settlement(
+            payment, reported, pay_amount, actually_paid, decision.credit_usd, funds_changed=funds_changed
+        )
+        if reason and reason.startswith(UNDONE_PREFIX) and not (payment.hold_reason or "").startswith(UNDONE_PREFIX):
+            changes["hold_reason"] = reason  # a refund outranks any other open question about this payment
+            changes["gateway_status"] = snapshot.status
+        elif reason and payment.hold_reason is None:
             changes["hold_reason"] = reason
     elif decision.final or decision.hold_reason:
         changes["credit_usd"] = decision.credit_usd
@@ -207,16 +215,24 @@ async def _apply_locked(
 
 def _news_after_settlement(
     payment: Payment,
-    status: PaymentStatus,
+    reported: PaymentStatus | None,
     pay_amount: Decimal | None,
     actually_paid: Decimal | None,
     decided: Decimal,
+    *,
+    funds_changed: bool,
 ) -> str | None:
-    """Why a settled payment needs an operator now, or None: refunded or failed after we credited it,
-    or worth more than we credited (a top-up)."""
+    """Why a settled payment needs an operator now, or None: the gateway (freshly) reports it refunded
+    or failed after we credited it, or this news raised its worth above what we credited (a top-up).
+
+    Worth is compared only when this news changed the amounts, so an operator's deliberate decision to
+    credit less is not reopened by every repeated callback.
+    """
     credited = payment.credit_usd or ZERO
-    if status is not payment.status and status in UNDONE and credited > ZERO:
-        return f"gateway reports {status.value} after {credited} USD was credited: reverse it if that is right"
+    if reported is not None and reported in UNDONE and reported is not payment.status and credited > ZERO:
+        return f"{UNDONE_PREFIX}{reported.value} after {credited} USD was credited: reverse it if that is right"
+    if not funds_changed:
+        return None
     worth = decided
     if pay_amount is not None and actually_paid is not None and pay_amount > ZERO:
         worth = max(

@@ -16,9 +16,10 @@ import structlog
 from domain.errors import InvalidRequest
 from domain.ledger import GATEWAY_CLEARING, AccountRef, Entry, LedgerPosting, TransactionType
 from domain.money import ZERO, format_usd
-from domain.payments import Payment, received_value_usd
+from domain.payments import Payment, PaymentStatus, received_value_usd
 from storage import ledger, payments
 from storage.db import transaction
+from workers.stages.apply_status import UNDONE_PREFIX
 
 log = structlog.get_logger(__name__)
 
@@ -45,6 +46,12 @@ async def release_held_deposit(
             raise InvalidRequest(f"no payment {payment_id!r}", field="payment_id")
         if payment.hold_reason is None:
             raise InvalidRequest(f"payment {payment_id} is not held for review", field="payment_id")
+        if payment.status is PaymentStatus.REFUNDED or payment.hold_reason.startswith(UNDONE_PREFIX):
+            raise InvalidRequest(
+                f"payment {payment_id} was refunded or failed at the gateway: nothing may be credited for it;"
+                " reverse any credit by hand, then dismiss the hold",
+                field="payment_id",
+            )
         already = payment.credit_usd if payment.settled_at is not None and payment.credit_usd else ZERO
         available = _received_value(payment) - already
         amount = available if credit_usd is None else credit_usd
@@ -92,4 +99,30 @@ async def release_held_deposit(
             },
         )
     log.info("held_deposit_released", payment_id=payment.id, operator=operator, credit_usd=format_usd(amount))
+    return updated
+
+
+async def dismiss_deposit_hold(pool: asyncpg.Pool, payment_id: str, *, operator: str, note: str) -> Payment:
+    """Close an operator question about a deposit without crediting anything (e.g. after reversing a
+    refunded credit by hand, or deciding that reported late funds were not ours). Recorded with who and why."""
+    if not operator.strip():
+        raise InvalidRequest("operator (who decides) is required", field="operator")
+    if not note.strip():
+        raise InvalidRequest("dismissing a hold needs a note saying why", field="note")
+    async with transaction(pool) as conn:
+        payment = await payments.get_payment(conn, payment_id, for_update=True)
+        if payment is None:
+            raise InvalidRequest(f"no payment {payment_id!r}", field="payment_id")
+        if payment.hold_reason is None:
+            raise InvalidRequest(f"payment {payment_id} is not held for review", field="payment_id")
+        updated = await payments.update_payment(conn, payment.id, {"hold_reason": None, "next_poll_at": None})
+        await payments.add_event(
+            conn,
+            payment.id,
+            source="operator",
+            from_status=payment.status.value,
+            to_status=payment.status.value,
+            detail={"operator": operator, "note": note, "dismissed_hold": payment.hold_reason},
+        )
+    log.info("deposit_hold_dismissed", payment_id=payment.id, operator=operator)
     return updated

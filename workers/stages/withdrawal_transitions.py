@@ -15,7 +15,7 @@ import structlog
 
 from domain.errors import InvalidTransition
 from domain.ledger import LedgerPosting, withdrawal_complete_posting, withdrawal_release_posting
-from domain.withdrawals import Withdrawal, WithdrawalStatus, hold_outcome, transition
+from domain.withdrawals import TERMINAL, Withdrawal, WithdrawalStatus, hold_outcome, transition
 from storage import ledger, withdrawals
 
 log = structlog.get_logger(__name__)
@@ -70,9 +70,10 @@ async def move_withdrawal(
             why=_RELEASE_WORDS[target],
         )
         await _post_once(conn, posting, withdrawal)
-    if target in (WithdrawalStatus.COMPLETED, WithdrawalStatus.FAILED, WithdrawalStatus.REJECTED):
+    if target in TERMINAL:
         fields["next_check_at"] = None
         fields["payout_claimed_until"] = None
+        fields.setdefault("review_reason", None)  # decided: nothing is left for an operator to look at
     updated = await withdrawals.update_withdrawal(conn, withdrawal.id, fields)
     await withdrawals.add_event(
         conn,
