@@ -6,24 +6,28 @@ ALTER TABLE withdrawals ADD COLUMN payout_attempted_at timestamptz;
 ALTER TABLE withdrawals ADD COLUMN review_reason text;
 
 -- A ledger transaction takes entries only in the database transaction that created it: entries cannot be
--- appended to one that has already committed. now() is the same for the whole database transaction,
--- savepoints included, and both created_at columns are forced to it.
-CREATE FUNCTION ledger_stamp_now() RETURNS trigger LANGUAGE plpgsql AS $$
+-- appended to one that has already committed. Each ledger transaction records the id of the database
+-- transaction that wrote it (txid_current() is the top-level id, the same inside savepoints); a trigger
+-- forces it, so it cannot be forged, and an entry is accepted only from that same database transaction.
+ALTER TABLE ledger_transactions ADD COLUMN written_by_xact bigint;
+
+CREATE FUNCTION ledger_transaction_stamp() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+    NEW.written_by_xact := txid_current();
     NEW.created_at := now();
     RETURN NEW;
 END $$;
 
 CREATE TRIGGER ledger_transactions_stamp BEFORE INSERT ON ledger_transactions
-    FOR EACH ROW EXECUTE FUNCTION ledger_stamp_now();
+    FOR EACH ROW EXECUTE FUNCTION ledger_transaction_stamp();
 
 CREATE OR REPLACE FUNCTION ledger_entry_apply() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     new_balance numeric(20, 2);
-    opened_at timestamptz;
+    writer bigint;
 BEGIN
-    SELECT created_at INTO opened_at FROM ledger_transactions WHERE id = NEW.transaction_id;
-    IF opened_at IS DISTINCT FROM now() THEN
+    SELECT written_by_xact INTO writer FROM ledger_transactions WHERE id = NEW.transaction_id;
+    IF writer IS DISTINCT FROM txid_current() THEN
         RAISE EXCEPTION 'ledger transaction % is sealed: entries are added only when it is created',
             NEW.transaction_id USING ERRCODE = 'integrity_constraint_violation';
     END IF;
