@@ -82,11 +82,12 @@ async def update_by_id(
     names = sorted(changes)
     assignments = ", ".join(f"{name} = ${i}" for i, name in enumerate(names, start=2))
     values = [changes[name].value if isinstance(changes[name], Enum) else changes[name] for name in names]
+    condition = f" AND ({only_if})" if only_if else ""
     row = await conn.fetchrow(
-        f"UPDATE {table} SET {assignments}, updated_at = now() WHERE id = $1 RETURNING *",
+        f"UPDATE {table} SET {assignments}, updated_at = now() WHERE id = $1{condition} RETURNING *",
         row_id,
         *values,
     )
-    if row is None:
+    if row is None and not only_if:
         raise LookupError(f"{table} row {row_id} does not exist")
     return row

@@ -145,14 +145,6 @@ async def test_settled_completed_deposit_reported_undone_by_ipn_is_held_until_di
         await _no_violations(stack)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: _news_after_settlement compares the reported status with payment.status (still 'completed'), not"
-        " with what was already reported (gateway_status), so the same signed refund IPN re-delivered after an"
-        " operator dismissed the hold reopens it: the operator is asked again to reverse a credit already reversed"
-    ),
-)
 async def test_a_refund_ipn_redelivered_after_the_hold_was_dismissed_does_not_reopen_it(database_url, redis_namespace):
     async with Stack(database_url, redis_namespace, start_worker=False) as stack:
         settled = await _settled_completed(stack, _ref("user"))
@@ -369,14 +361,6 @@ async def test_duplicate_external_id_with_no_payout_to_find_is_held_for_review_t
 # -- 5. writes after gateway calls apply only to an unsent withdrawal; terminal ones leave the scheduler -----------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: storage.db.update_by_id accepts only_if but never adds it to the UPDATE, so update_unsent writes"
-        " whatever the status: the review lookup sets next_check_at (+300 s) on a withdrawal an operator rejected"
-        " meanwhile, and update_unsent returns the rejected row instead of None"
-    ),
-)
 async def test_an_operator_rejection_during_the_review_lookup_is_not_overwritten_by_the_lookup(
     database_url, redis_namespace
 ):

@@ -229,7 +229,14 @@ def _news_after_settlement(
     credit less is not reopened by every repeated callback.
     """
     credited = payment.credit_usd or ZERO
-    if reported is not None and reported in UNDONE and reported is not payment.status and credited > ZERO:
+    already_known = payment.gateway_status is not None and map_gateway_status(payment.gateway_status) is reported
+    if (
+        reported is not None
+        and reported in UNDONE
+        and reported is not payment.status
+        and not already_known  # a redelivered refund must not reopen a question an operator has closed
+        and credited > ZERO
+    ):
         return f"{UNDONE_PREFIX}{reported.value} after {credited} USD was credited: reverse it if that is right"
     if not funds_changed:
         return None
