@@ -32,20 +32,30 @@ def _received_value(payment: Payment) -> Decimal:
     )
 
 
+def _check_decision(operator: str, note: str, what: str) -> None:
+    if not operator.strip():
+        raise InvalidRequest("operator (who decides) is required", field="operator")
+    if not note.strip():
+        raise InvalidRequest(f"{what} needs a note saying why", field="note")
+
+
+async def _locked_held_payment(conn: asyncpg.Connection, payment_id: str) -> Payment:
+    payment = await payments.get_payment(conn, payment_id, for_update=True)
+    if payment is None:
+        raise InvalidRequest(f"no payment {payment_id!r}", field="payment_id")
+    if payment.hold_reason is None:
+        raise InvalidRequest(f"payment {payment_id} is not held for review", field="payment_id")
+    return payment
+
+
 async def release_held_deposit(
     pool: asyncpg.Pool, payment_id: str, *, operator: str, note: str, credit_usd: Decimal | None = None
 ) -> Payment:
     """Credit a held deposit: the received value by default, or a smaller amount the operator names."""
-    if not operator.strip():
-        raise InvalidRequest("operator (who decides) is required", field="operator")
-    if not note.strip():
-        raise InvalidRequest("a release needs a note saying why", field="note")
+    _check_decision(operator, note, "a release")
     async with transaction(pool) as conn:
-        payment = await payments.get_payment(conn, payment_id, for_update=True)
-        if payment is None:
-            raise InvalidRequest(f"no payment {payment_id!r}", field="payment_id")
-        if payment.hold_reason is None:
-            raise InvalidRequest(f"payment {payment_id} is not held for review", field="payment_id")
+        payment = await _locked_held_payment(conn, payment_id)
+        assert payment.hold_reason is not None
         if payment.status is PaymentStatus.REFUNDED or payment.hold_reason.startswith(UNDONE_PREFIX):
             raise InvalidRequest(
                 f"payment {payment_id} was refunded or failed at the gateway: nothing may be credited for it;"
@@ -105,16 +115,9 @@ async def release_held_deposit(
 async def dismiss_deposit_hold(pool: asyncpg.Pool, payment_id: str, *, operator: str, note: str) -> Payment:
     """Close an operator question about a deposit without crediting anything (e.g. after reversing a
     refunded credit by hand, or deciding that reported late funds were not ours). Recorded with who and why."""
-    if not operator.strip():
-        raise InvalidRequest("operator (who decides) is required", field="operator")
-    if not note.strip():
-        raise InvalidRequest("dismissing a hold needs a note saying why", field="note")
+    _check_decision(operator, note, "dismissing a hold")
     async with transaction(pool) as conn:
-        payment = await payments.get_payment(conn, payment_id, for_update=True)
-        if payment is None:
-            raise InvalidRequest(f"no payment {payment_id!r}", field="payment_id")
-        if payment.hold_reason is None:
-            raise InvalidRequest(f"payment {payment_id} is not held for review", field="payment_id")
+        payment = await _locked_held_payment(conn, payment_id)
         updated = await payments.update_payment(conn, payment.id, {"hold_reason": None, "next_poll_at": None})
         await payments.add_event(
             conn,
