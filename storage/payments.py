@@ -165,13 +165,6 @@ async def claim_due(
     return [_from_row(row) for row in rows]
 
 
-async def list_user_payments(conn: asyncpg.Connection, user_id: str, *, limit: int = 50) -> list[Payment]:
-    rows = await conn.fetch(
-        "SELECT * FROM payments WHERE user_id = $1 ORDER BY created_at DESC LIMIT $2", user_id, limit
-    )
-    return [_from_row(row) for row in rows]
-
-
 async def list_held(conn: asyncpg.Connection, *, limit: int = 100) -> list[Payment]:
     """Payments an operator must look at: held for review, oldest first."""
     rows = await conn.fetch("SELECT * FROM payments WHERE hold_reason IS NOT NULL ORDER BY updated_at LIMIT $1", limit)

@@ -27,6 +27,7 @@ from domain.payments import (
     received_value_usd,
 )
 from gateway.models import GatewayPayment
+from settings import Settings
 from storage import payments
 from storage.db import transaction
 from workers.context import StageContext
@@ -44,6 +45,17 @@ DEFAULT_LIFETIME = timedelta(hours=24)
 
 class UnknownPayment(InvalidRequest):
     """The gateway told us about a payment we do not have."""
+
+
+def next_poll_at(settings: Settings, attempts: int, *, now: datetime | None = None) -> datetime:
+    """When to poll again after ``attempts`` polls, by the settings' backoff."""
+    delay = next_poll_delay(
+        attempts,
+        first=settings.payments_poll_first_delay,
+        minimum=settings.payments_poll_min_interval,
+        maximum=settings.payments_poll_max_interval,
+    )
+    return (now or datetime.now(UTC)) + timedelta(seconds=delay)
 
 
 @dataclass(frozen=True)
@@ -170,13 +182,7 @@ async def _apply_locked(
     elif decision.final or status in (PaymentStatus.COMPLETED, PaymentStatus.FAILED, PaymentStatus.REFUNDED):
         changes["next_poll_at"] = None
     elif polled:
-        delay = next_poll_delay(
-            payment.poll_attempts + 1,
-            first=settings.payments_poll_first_delay,
-            minimum=settings.payments_poll_min_interval,
-            maximum=settings.payments_poll_max_interval,
-        )
-        changes["next_poll_at"] = now + timedelta(seconds=delay)
+        changes["next_poll_at"] = next_poll_at(settings, payment.poll_attempts + 1, now=now)
 
     changes = {key: value for key, value in changes.items() if getattr(payment, key) != value}
     if not changes:

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
 import structlog
 
 from domain.errors import InvalidRequest
-from domain.payments import next_poll_delay
 from gateway.errors import GatewayRejected
 from storage import payments
 from storage.db import transaction
 from workers.context import StageContext
-from workers.stages.apply_status import ApplyResult, apply_gateway_status
+from workers.stages.apply_status import ApplyResult, apply_gateway_status, next_poll_at
 
 log = structlog.get_logger(__name__)
 
@@ -37,17 +34,11 @@ async def poll_status(ctx: StageContext, payment_id: str) -> ApplyResult | None:
         # The gateway refuses to tell us (unknown payment, bad key): retrying this message will not
         # help, but the payment must not be forgotten either. Back off and let the scheduler ask again.
         attempts = payment.poll_attempts + 1
-        delay = next_poll_delay(
-            attempts,
-            first=ctx.settings.payments_poll_first_delay,
-            minimum=ctx.settings.payments_poll_min_interval,
-            maximum=ctx.settings.payments_poll_max_interval,
-        )
         async with transaction(ctx.pool) as conn:
             await payments.update_payment(
                 conn,
                 payment.id,
-                {"poll_attempts": attempts, "next_poll_at": datetime.now(UTC) + timedelta(seconds=delay)},
+                {"poll_attempts": attempts, "next_poll_at": next_poll_at(ctx.settings, attempts)},
             )
         log.warning("poll_refused_by_gateway", payment_id=payment.id, code=exc.code, http_status=exc.http_status)
         return None
