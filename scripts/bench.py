@@ -32,12 +32,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import asyncpg
 import redis
 
+from entrypoints.logs import configure_logging
+from entrypoints.scheduler import poll_due_payments
 from gateway.signature import canonical_json, sign
 from storage.db import connect
 from storage.migrate import migrate
-from tests.stack import IPN_SECRET, Stack
-from workers.log_setup import configure_logging
-from workers.scheduler import poll_due_payments
+from tests.integration.stack import IPN_SECRET, Stack
 
 ADMIN_DSN = os.environ.get("TEST_DATABASE_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")

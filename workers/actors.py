@@ -15,15 +15,15 @@ from dramatiq.brokers.redis import RedisBroker
 
 from domain.errors import InvalidRequest, InvalidTransition
 from gateway.errors import GatewayError, GatewayProtocolError, GatewayTransientError
-from workers.messages import CreatePaymentRequest, WithdrawalRequest, payment_id_message, withdrawal_id_message
+from services.commands import CreatePaymentRequest, WithdrawalRequest, payment_id_message, withdrawal_id_message
+from services.create_payment import CreationInProgress
+from services.create_payment import create_payment as create_payment_stage
+from services.poll_status import poll_status as poll_status_stage
+from services.process_withdrawal import PayoutInProgress
+from services.process_withdrawal import process_withdrawal as process_withdrawal_stage
+from services.request_withdrawal import request_withdrawal as request_withdrawal_stage
+from services.settle_deposit import settle_deposit as settle_deposit_stage
 from workers.runtime import current_context
-from workers.stages.create_payment import CreationInProgress
-from workers.stages.create_payment import create_payment as create_payment_stage
-from workers.stages.poll_status import poll_status as poll_status_stage
-from workers.stages.process_withdrawal import PayoutInProgress
-from workers.stages.process_withdrawal import process_withdrawal as process_withdrawal_stage
-from workers.stages.request_withdrawal import request_withdrawal as request_withdrawal_stage
-from workers.stages.settle_deposit import settle_deposit as settle_deposit_stage
 
 log = structlog.get_logger(__name__)
 

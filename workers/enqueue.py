@@ -7,7 +7,7 @@ from typing import Any
 
 import dramatiq
 
-from workers.context import Enqueuer
+from services.context import Enqueuer
 
 
 class ActorEnqueuer(Enqueuer):

@@ -13,9 +13,9 @@ import structlog
 from dramatiq.asyncio import get_event_loop_thread
 from dramatiq.middleware.asyncio import AsyncIO
 
+from services.context import StageContext, gateway_from_settings
 from settings import Settings
 from storage.db import create_pool
-from workers.context import StageContext, gateway_from_settings
 from workers.enqueue import ActorEnqueuer
 
 log = structlog.get_logger(__name__)

@@ -5,10 +5,10 @@ Reads the environment, builds the Redis broker with the worker runtime, declares
 
 from __future__ import annotations
 
+from entrypoints.logs import configure_logging
 from settings import load_settings
 from workers.actors import declare_actors
 from workers.broker import build_broker
-from workers.log_setup import configure_logging
 from workers.runtime import StageRuntime
 
 settings = load_settings()

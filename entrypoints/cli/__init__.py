@@ -1,0 +1,1 @@
+"""The `payments` command: see main.py."""

@@ -1,0 +1,92 @@
+"""The scheduler: enqueues status polls (and lost settlements) for payments that are due.
+
+Due payments are found through the partial index on ``next_poll_at`` and claimed with
+``FOR UPDATE SKIP LOCKED`` while their next look is pushed out, so two schedulers never take
+the same payment and the cost of a tick grows with the number due, not the number stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+import asyncpg
+import structlog
+
+from domain.payments import Payment
+from services.context import Enqueuer
+from settings import Settings
+from storage import payments, withdrawals
+from storage.db import create_pool, transaction
+
+log = structlog.get_logger(__name__)
+
+
+def claim_lease_seconds(settings: Settings) -> float:
+    """How far a claimed payment's next look is pushed out; the stage it triggers sets the real one."""
+    return max(60.0, settings.payments_poll_min_interval)
+
+
+async def poll_due_payments(pool: asyncpg.Pool, enqueue: Enqueuer, settings: Settings) -> int:
+    """One scheduler tick: claim up to a batch of due payments and enqueue their next stage."""
+    async with transaction(pool) as conn:
+        due = await payments.claim_due(
+            conn, limit=settings.payments_scheduler_batch, lease_seconds=claim_lease_seconds(settings)
+        )
+    for payment in due:
+        await _enqueue_next(enqueue, payment)
+    if due:
+        log.info("scheduler_enqueued", count=len(due))
+    return len(due)
+
+
+async def check_due_withdrawals(pool: asyncpg.Pool, enqueue: Enqueuer, settings: Settings) -> int:
+    """Enqueue process-withdrawal for payouts in flight whose status is due to be checked."""
+    async with transaction(pool) as conn:
+        due = await withdrawals.claim_due(
+            conn, limit=settings.payments_scheduler_batch, lease_seconds=claim_lease_seconds(settings)
+        )
+    for withdrawal in due:
+        await enqueue.process_withdrawal(withdrawal.id)
+    if due:
+        log.info("scheduler_enqueued_withdrawal_checks", count=len(due))
+    return len(due)
+
+
+async def _enqueue_next(enqueue: Enqueuer, payment: Payment) -> None:
+    if payment.is_terminal or payment.final_at is not None:
+        if payment.settled_at is None and payment.credit_usd:
+            await enqueue.settle_deposit(payment.id)
+            return
+    await enqueue.poll_status(payment.id)
+
+
+async def run_scheduler(settings: Settings, enqueue: Enqueuer, *, stop: asyncio.Event | None = None) -> None:
+    """Tick until ``stop`` is set (SIGTERM/SIGINT set it when run as a process)."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # not the main thread (tests)
+            break
+    pool = await create_pool(settings.database_url.get_secret_value(), min_size=1, max_size=2)
+    log.info("scheduler_started", tick_seconds=settings.payments_scheduler_tick)
+    try:
+        while not stop.is_set():
+            try:
+                count = max(
+                    await poll_due_payments(pool, enqueue, settings),
+                    await check_due_withdrawals(pool, enqueue, settings),
+                )
+            except (OSError, asyncpg.PostgresError) as exc:
+                log.warning("scheduler_tick_failed", error=type(exc).__name__, detail=str(exc)[:200])
+                count = 0
+            if count < settings.payments_scheduler_batch:  # a full batch means more are due: go again now
+                try:
+                    await asyncio.wait_for(stop.wait(), timeout=settings.payments_scheduler_tick)
+                except TimeoutError:
+                    pass
+    finally:
+        await pool.close()
+        log.info("scheduler_stopped")

@@ -1,0 +1,188 @@
+"""Stage 1, create-payment: record the request, open the payment at the gateway, schedule the first poll."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import structlog
+
+from domain.errors import InvalidRequest
+from domain.ids import new_payment_id
+from domain.money import format_usd
+from domain.payments import Payment, PaymentStatus, request_fingerprint
+from gateway.errors import GatewayProtocolError, GatewayRejected, GatewayTransientError
+from services.commands import CreatePaymentRequest
+from services.context import StageContext
+from storage import currencies, payments
+from storage.db import transaction
+
+log = structlog.get_logger(__name__)
+
+# Long enough for one gateway call with its timeout and retries; a crashed holder's lease runs out.
+CREATION_LEASE_SECONDS = 60.0
+
+
+class CreationInProgress(Exception):
+    """Another worker holds the creation lease; retry later and find its result."""
+
+
+async def create_payment(ctx: StageContext, request: CreatePaymentRequest) -> Payment:
+    """Idempotent on ``request.request_id``: a replay returns the same payment, a mismatched replay is refused."""
+    payment = await _record_request(ctx, request)
+    if payment.created_at_gateway or payment.status is not PaymentStatus.PENDING:
+        return payment
+
+    async with transaction(ctx.pool) as conn:
+        claimed = await payments.claim_creation(conn, payment.id, lease_seconds=CREATION_LEASE_SECONDS)
+    if claimed is None:
+        async with ctx.pool.acquire() as conn:
+            current = await payments.get_payment(conn, payment.id)
+        assert current is not None
+        if current.created_at_gateway or current.status is not PaymentStatus.PENDING:
+            return current
+        raise CreationInProgress(f"payment {payment.id} is being created by another worker")
+
+    # The gateway is called outside any database transaction.
+    try:
+        answer = await ctx.gateway.create_payment(
+            price_amount=payment.amount_usd,
+            price_currency="usd",
+            pay_currency=payment.currency_code,
+            order_id=payment.id,
+            order_description=payment.description or None,
+            ipn_callback_url=ctx.settings.ipn_callback_url,
+        )
+    except GatewayRejected as exc:
+        return await _record_rejection(ctx, payment, exc)
+    except (GatewayTransientError, GatewayProtocolError):
+        async with transaction(ctx.pool) as conn:
+            await payments.release_creation_claim(conn, payment.id)
+        raise
+
+    first_poll = datetime.now(UTC) + timedelta(seconds=ctx.settings.payments_poll_first_delay)
+    async with transaction(ctx.pool) as conn:
+        current = await payments.get_payment(conn, payment.id, for_update=True)
+        assert current is not None
+        if current.created_at_gateway:  # cannot happen while we held the lease; never overwrite
+            log.error("payment_created_twice", payment_id=payment.id, orphan=answer.payment_id)
+            return current
+        updated = await payments.update_payment(
+            conn,
+            payment.id,
+            {
+                "provider_payment_id": answer.payment_id,
+                "gateway_status": answer.status,
+                "pay_address": answer.pay_address,
+                "payin_extra_id": answer.payin_extra_id,
+                "pay_amount": answer.pay_amount,
+                "pay_currency": answer.pay_currency,
+                "network": answer.network,
+                "expires_at": answer.expiration_estimate_date,
+                "gateway_updated_at": answer.updated_at,
+                "create_claimed_until": None,
+                "next_poll_at": first_poll,
+            },
+        )
+        await payments.add_event(
+            conn,
+            payment.id,
+            source="create",
+            from_status=None,
+            to_status=updated.status.value,
+            gateway_status=answer.status,
+            detail={"provider_payment_id": answer.payment_id, "pay_amount": answer.pay_amount},
+        )
+    log.info(
+        "payment_created",
+        payment_id=payment.id,
+        provider_payment_id=answer.payment_id,
+        amount_usd=format_usd(payment.amount_usd),
+        currency=payment.currency_code,
+    )
+    return updated
+
+
+async def _record_request(ctx: StageContext, request: CreatePaymentRequest) -> Payment:
+    fingerprint = request_fingerprint(
+        user_id=request.user_id,
+        amount_usd=request.amount_usd,
+        currency_code=request.currency_code,
+        description=request.description,
+    )
+    async with transaction(ctx.pool) as conn:
+        existing = await payments.find_by_request_id(conn, request.request_id)
+        if existing is None:
+            await _validate_new_request(conn, ctx, request)
+            existing = await payments.insert_payment(
+                conn,
+                payment_id=new_payment_id(),
+                request_id=request.request_id,
+                fingerprint=fingerprint,
+                user_id=request.user_id,
+                amount_usd=request.amount_usd,
+                currency_code=request.currency_code,
+                description=request.description,
+            )
+            if existing is not None:
+                return existing
+            existing = await payments.find_by_request_id(conn, request.request_id)  # lost a race: same checks
+            assert existing is not None
+    if existing.request_fingerprint != fingerprint:
+        raise InvalidRequest(
+            f"request_id {request.request_id!r} was already used for payment {existing.id} with different arguments",
+            field="request_id",
+        )
+    return existing
+
+
+async def _validate_new_request(conn: asyncpg.Connection, ctx: StageContext, request: CreatePaymentRequest) -> None:
+    currency = await currencies.get_currency(conn, request.currency_code)
+    if currency is None:
+        raise InvalidRequest(f"unknown currency {request.currency_code!r}", field="currency_code")
+    if not currency.active:
+        raise InvalidRequest(f"currency {request.currency_code!r} is not active", field="currency_code")
+    settings = ctx.settings
+    minimum = max(settings.payments_min_deposit_usd, currency.min_amount_usd or settings.payments_min_deposit_usd)
+    if request.amount_usd < minimum:
+        raise InvalidRequest(
+            f"{format_usd(request.amount_usd)} is below the minimum deposit of {format_usd(minimum)}",
+            field="amount_usd",
+        )
+    if request.amount_usd > settings.payments_max_deposit_usd:
+        raise InvalidRequest(
+            f"{format_usd(request.amount_usd)} is above the maximum deposit of "
+            f"{format_usd(settings.payments_max_deposit_usd)}",
+            field="amount_usd",
+        )
+
+
+async def _record_rejection(ctx: StageContext, payment: Payment, exc: GatewayRejected) -> Payment:
+    async with transaction(ctx.pool) as conn:
+        current = await payments.get_payment(conn, payment.id, for_update=True)
+        assert current is not None
+        if current.created_at_gateway or current.status is not PaymentStatus.PENDING:
+            # Our lease ran out and another attempt succeeded meanwhile: its payment stands.
+            log.warning("late_gateway_rejection_ignored", payment_id=payment.id, code=exc.code)
+            return current
+        updated = await payments.update_payment(
+            conn,
+            payment.id,
+            {
+                "status": PaymentStatus.FAILED,
+                "error_code": exc.code,
+                "error_message": exc.message[:500],
+                "create_claimed_until": None,
+                "next_poll_at": None,
+            },
+        )
+        await payments.add_event(
+            conn,
+            payment.id,
+            source="create",
+            from_status=payment.status.value,
+            to_status=PaymentStatus.FAILED.value,
+            detail={"code": exc.code, "message": exc.message[:500], "http_status": exc.http_status},
+        )
+    log.warning("payment_rejected_by_gateway", payment_id=payment.id, code=exc.code, message=exc.message[:200])
+    return updated

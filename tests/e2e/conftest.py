@@ -1,0 +1,66 @@
+"""Fixtures for process-level tests: a launcher that never leaks processes, the simulator, owned Redis dbs."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from gateway.simulator import SimulatorServer
+from tests.conftest import _admin, _dsn_for
+from tests.e2e.procs import Launcher
+
+SIM_API_KEY = "sim-api-key-for-process-tests"
+SIM_IPN_SECRET = "sim-ipn-secret-for-process-tests"
+
+
+@pytest.fixture
+def launcher(tmp_path) -> Iterator[Launcher]:
+    logdir = tmp_path / "proc-logs"
+    logdir.mkdir()
+    procs = Launcher(logdir)
+    yield procs
+    procs.cleanup()
+    for proc in procs.procs:
+        assert proc.live_group() == [], f"{proc.name} left processes running: {proc.live_group()}"
+
+
+@pytest.fixture
+def simulator() -> Iterator[SimulatorServer]:
+    sim = SimulatorServer(ipn_secret=SIM_IPN_SECRET, api_key=SIM_API_KEY)
+    sim.start()
+    yield sim
+    sim.stop()
+
+
+@pytest.fixture
+def empty_database_url() -> Iterator[str]:
+    """A brand-new database with nothing in it (not cloned from the migrated template)."""
+    name = f"payments_empty_{uuid.uuid4().hex[:12]}"
+    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+    yield _dsn_for(name)
+    asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def _owned_redis_db(db: int) -> Iterator[str]:
+    url = f"redis://127.0.0.1:6379/{db}"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    yield url
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def redis_db14() -> Iterator[str]:
+    """Redis db 14, owned by the process tests (real processes use the fixed "dramatiq" namespace)."""
+    yield from _owned_redis_db(14)
+
+
+@pytest.fixture
+def redis_db13() -> Iterator[str]:
+    """Redis db 13, owned by the demo test."""
+    yield from _owned_redis_db(13)
