@@ -9,6 +9,7 @@ from decimal import Decimal, localcontext
 from enum import StrEnum
 
 from domain.money import ZERO, floor_cents
+from domain.updates import KEEP, Keep, PartialUpdate
 
 
 class PaymentStatus(StrEnum):
@@ -232,6 +233,35 @@ class Payment:
     @property
     def created_at_gateway(self) -> bool:
         return self.provider_payment_id is not None
+
+
+@dataclass(frozen=True, kw_only=True)
+class PaymentUpdate(PartialUpdate):
+    """The columns of a stored payment that change; every other one is left as it is."""
+
+    status: PaymentStatus | Keep = KEEP
+    gateway_status: str | Keep | None = KEEP
+    provider_payment_id: str | Keep | None = KEEP
+    pay_address: str | Keep | None = KEEP
+    payin_extra_id: str | Keep | None = KEEP
+    pay_amount: Decimal | Keep | None = KEEP
+    actually_paid: Decimal | Keep | None = KEEP
+    pay_currency: str | Keep | None = KEEP
+    network: str | Keep | None = KEEP
+    payin_hash: str | Keep | None = KEEP
+    expires_at: datetime | Keep | None = KEEP
+    gateway_updated_at: datetime | Keep | None = KEEP
+    error_code: str | Keep | None = KEEP
+    error_message: str | Keep | None = KEEP
+    create_claimed_until: datetime | Keep | None = KEEP
+    final_at: datetime | Keep | None = KEEP
+    credit_usd: Decimal | Keep | None = KEEP
+    variance: str | Keep | None = KEEP
+    hold_reason: str | Keep | None = KEEP
+    settled_at: datetime | Keep | None = KEEP
+    ledger_transaction_id: int | Keep | None = KEEP
+    next_poll_at: datetime | Keep | None = KEEP
+    poll_attempts: int | Keep = KEEP
 
 
 def request_fingerprint(*, user_id: str, amount_usd: Decimal, currency_code: str, description: str) -> str:

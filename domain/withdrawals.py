@@ -17,6 +17,7 @@ from typing import Literal
 
 from domain.errors import InvalidRequest, InvalidTransition
 from domain.money import CENT, format_usd, round_cents
+from domain.updates import KEEP, Keep, PartialUpdate
 
 
 class WithdrawalStatus(StrEnum):
@@ -322,6 +323,25 @@ class Withdrawal:
     @property
     def is_terminal(self) -> bool:
         return self.status in TERMINAL
+
+
+@dataclass(frozen=True, kw_only=True)
+class WithdrawalUpdate(PartialUpdate):
+    """The columns of a stored withdrawal that change; every other one is left as it is."""
+
+    status: WithdrawalStatus | Keep = KEEP
+    payout_mode: str | Keep | None = KEEP
+    payout_amount: Decimal | Keep | None = KEEP
+    provider_payout_id: str | Keep | None = KEEP
+    payout_status: str | Keep | None = KEEP
+    transaction_hash: str | Keep | None = KEEP
+    error_code: str | Keep | None = KEEP
+    error_message: str | Keep | None = KEEP
+    payout_claimed_until: datetime | Keep | None = KEEP
+    next_check_at: datetime | Keep | None = KEEP
+    completed_at: datetime | Keep | None = KEEP
+    payout_attempted_at: datetime | Keep | None = KEEP
+    review_reason: str | Keep | None = KEEP
 
 
 def withdrawal_fingerprint(

@@ -10,7 +10,7 @@ import structlog
 from domain.errors import InvalidRequest
 from domain.ids import new_payment_id
 from domain.money import format_usd
-from domain.payments import Payment, PaymentStatus, request_fingerprint
+from domain.payments import Payment, PaymentStatus, PaymentUpdate, request_fingerprint
 from gateway.errors import GatewayProtocolError, GatewayRejected, GatewayTransientError
 from services.commands import CreatePaymentRequest
 from services.context import StageContext
@@ -70,19 +70,19 @@ async def create_payment(ctx: StageContext, request: CreatePaymentRequest) -> Pa
         updated = await payments.update_payment(
             conn,
             payment.id,
-            {
-                "provider_payment_id": answer.payment_id,
-                "gateway_status": answer.status,
-                "pay_address": answer.pay_address,
-                "payin_extra_id": answer.payin_extra_id,
-                "pay_amount": answer.pay_amount,
-                "pay_currency": answer.pay_currency,
-                "network": answer.network,
-                "expires_at": answer.expiration_estimate_date,
-                "gateway_updated_at": answer.updated_at,
-                "create_claimed_until": None,
-                "next_poll_at": first_poll,
-            },
+            PaymentUpdate(
+                provider_payment_id=answer.payment_id,
+                gateway_status=answer.status,
+                pay_address=answer.pay_address,
+                payin_extra_id=answer.payin_extra_id,
+                pay_amount=answer.pay_amount,
+                pay_currency=answer.pay_currency,
+                network=answer.network,
+                expires_at=answer.expiration_estimate_date,
+                gateway_updated_at=answer.updated_at,
+                create_claimed_until=None,
+                next_poll_at=first_poll,
+            ),
         )
         await payments.add_event(
             conn,
@@ -168,13 +168,13 @@ async def _record_rejection(ctx: StageContext, payment: Payment, exc: GatewayRej
         updated = await payments.update_payment(
             conn,
             payment.id,
-            {
-                "status": PaymentStatus.FAILED,
-                "error_code": exc.code,
-                "error_message": exc.message[:500],
-                "create_claimed_until": None,
-                "next_poll_at": None,
-            },
+            PaymentUpdate(
+                status=PaymentStatus.FAILED,
+                error_code=exc.code,
+                error_message=exc.message[:500],
+                create_claimed_until=None,
+                next_poll_at=None,
+            ),
         )
         await payments.add_event(
             conn,

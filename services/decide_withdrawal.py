@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from domain.errors import InvalidRequest, InvalidTransition
-from domain.withdrawals import Withdrawal, WithdrawalStatus
+from domain.withdrawals import Withdrawal, WithdrawalStatus, WithdrawalUpdate
 from services.context import StageContext
 from services.withdrawal_transitions import move_withdrawal
 from storage import withdrawals
@@ -36,7 +37,7 @@ async def _decide(
     actor: str,
     note: str | None,
     user_id: str | None = None,
-    changes: dict[str, object] | None = None,
+    changes: WithdrawalUpdate | None = None,
     not_in_gateway: bool = False,
 ) -> Withdrawal:
     async with transaction(ctx.pool) as conn:
@@ -48,7 +49,7 @@ async def _decide(
         if not_in_gateway and _in_gateway(withdrawal):
             raise _in_gateway_hands(withdrawal_id)
         if withdrawal.review_reason is not None:
-            changes = {**(changes or {}), "review_reason": None, "payout_claimed_until": None}
+            changes = replace(changes or WithdrawalUpdate(), review_reason=None, payout_claimed_until=None)
         return await move_withdrawal(conn, withdrawal, target, actor=actor, note=_note(note), changes=changes)
 
 
@@ -64,7 +65,7 @@ async def approve_withdrawal(ctx: StageContext, withdrawal_id: str, *, operator:
     """Approve a pending request and enqueue its payout."""
     # With payouts on, the scheduler also looks at it shortly, in case the message below is lost.
     check_later = (
-        {"next_check_at": datetime.now(UTC) + timedelta(seconds=APPROVED_CHECK_SECONDS)}
+        WithdrawalUpdate(next_check_at=datetime.now(UTC) + timedelta(seconds=APPROVED_CHECK_SECONDS))
         if ctx.settings.payouts_enabled
         else None
     )
@@ -124,5 +125,5 @@ async def complete_withdrawal_manually(
             WithdrawalStatus.COMPLETED,
             actor=f"operator:{operator}",
             note=_note(note),
-            changes={"transaction_hash": tx_hash, "payout_mode": "manual", "review_reason": None},
+            changes=WithdrawalUpdate(transaction_hash=tx_hash, payout_mode="manual", review_reason=None),
         )

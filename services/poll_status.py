@@ -5,6 +5,7 @@ from __future__ import annotations
 import structlog
 
 from domain.errors import InvalidRequest
+from domain.payments import PaymentUpdate
 from gateway.errors import GatewayRejected
 from services.apply_status import ApplyResult, apply_gateway_status, next_poll_at
 from services.context import StageContext
@@ -38,7 +39,7 @@ async def poll_status(ctx: StageContext, payment_id: str) -> ApplyResult | None:
             await payments.update_payment(
                 conn,
                 payment.id,
-                {"poll_attempts": attempts, "next_poll_at": next_poll_at(ctx.settings, attempts)},
+                PaymentUpdate(poll_attempts=attempts, next_poll_at=next_poll_at(ctx.settings, attempts)),
             )
         log.warning("poll_refused_by_gateway", payment_id=payment.id, code=exc.code, http_status=exc.http_status)
         return None

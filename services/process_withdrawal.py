@@ -13,10 +13,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import asyncpg
 import structlog
 
 from domain.errors import InvalidRequest
-from domain.withdrawals import Withdrawal, WithdrawalStatus, map_payout_status
+from domain.payout_news import PAYOUT_CHECK_SECONDS, PayoutNews, PayoutPlan, PayoutReading, plan_payout_news
+from domain.withdrawals import Withdrawal, WithdrawalStatus, WithdrawalUpdate
 from gateway.errors import DUPLICATE_EXTERNAL_ID, GatewayProtocolError, GatewayRejected
 from gateway.models import GatewayPayout
 from services.context import StageContext
@@ -27,7 +29,6 @@ from storage.db import transaction
 log = structlog.get_logger(__name__)
 
 PAYOUT_LEASE_SECONDS = 120.0
-PAYOUT_CHECK_SECONDS = 30.0
 AMBIGUOUS_PAYOUT_WAIT_SECONDS = 10.0
 IN_PROGRESS_RECHECK_MS = 5_000
 REVIEW_CHECK_SECONDS = 300.0
@@ -79,7 +80,7 @@ async def _check_recorded_payout(ctx: StageContext, withdrawal: Withdrawal) -> W
         # Retrying this message cannot help (credentials, an unknown id); the scheduler asks again later.
         log.warning("payout_check_refused", withdrawal_id=withdrawal.id, code=exc.code, http_status=exc.http_status)
         async with transaction(ctx.pool) as conn:
-            await withdrawals.update_withdrawal(conn, withdrawal.id, {"next_check_at": _check_again()})
+            await withdrawals.update_withdrawal(conn, withdrawal.id, WithdrawalUpdate(next_check_at=_check_again()))
         return withdrawal
     return await apply_payout_status(ctx, payout, source="poll")
 
@@ -181,7 +182,7 @@ async def _refused(
                 WithdrawalStatus.FAILED,
                 actor=GATEWAY_ACTOR,
                 note=f"payout refused: {exc.code}",
-                changes={"error_code": exc.code, "error_message": exc.message[:500]},
+                changes=WithdrawalUpdate(error_code=exc.code, error_message=exc.message[:500]),
             )
             return None
         reason = (
@@ -191,14 +192,14 @@ async def _refused(
         await withdrawals.update_withdrawal(
             conn,
             withdrawal_id,
-            {
-                "review_reason": reason,
-                "error_code": exc.code,
-                "error_message": exc.message[:500],
-                "payout_claimed_until": None,
+            WithdrawalUpdate(
+                review_reason=reason,
+                error_code=exc.code,
+                error_message=exc.message[:500],
+                payout_claimed_until=None,
                 # keep looking it up: if the first payout shows up, it is recorded and settled normally
-                "next_check_at": _check_again(),
-            },
+                next_check_at=_check_again(),
+            ),
         )
     log.error("withdrawal_needs_review", withdrawal_id=withdrawal_id, code=exc.code)
     return None
@@ -216,19 +217,9 @@ async def _look_for_lost_payout(ctx: StageContext, withdrawal: Withdrawal) -> Wi
         return await apply_payout_status(ctx, payout, source="lookup", withdrawal_id=withdrawal.id)
     async with transaction(ctx.pool) as conn:
         moved = await withdrawals.update_unsent(
-            conn, withdrawal.id, {"next_check_at": _check_again(REVIEW_CHECK_SECONDS)}
+            conn, withdrawal.id, WithdrawalUpdate(next_check_at=_check_again(REVIEW_CHECK_SECONDS))
         )
     return moved or await _current(ctx, withdrawal.id)
-
-
-def _contradiction(withdrawal: Withdrawal, target: WithdrawalStatus) -> str | None:
-    """Why a closed withdrawal disagrees with what the gateway now reports, or None."""
-    released = withdrawal.status in (WithdrawalStatus.REJECTED, WithdrawalStatus.FAILED, WithdrawalStatus.CANCELLED)
-    if released and target in (WithdrawalStatus.PROCESSING, WithdrawalStatus.COMPLETED):
-        return f"the hold was released ({withdrawal.status.value}) but the gateway reports the payout as {target.value}"
-    if withdrawal.status is WithdrawalStatus.COMPLETED and target is WithdrawalStatus.FAILED:
-        return "completed here, but the gateway reports the payout as failed"
-    return None
 
 
 async def apply_payout_status(
@@ -236,71 +227,58 @@ async def apply_payout_status(
 ) -> Withdrawal:
     """Apply the gateway's view of a payout (create, poll, lookup or payout IPN); settles the hold once.
 
-    A payout for a withdrawal handed to the gateway but not yet recorded (its answer was lost, or its
-    IPN outran the worker) is recorded first. News that contradicts a closed withdrawal is held for an
-    operator, never applied. ``withdrawal_id`` names the withdrawal when the caller knows it; otherwise it
-    is found by payout id or by the payout's ``unique_external_id``.
+    The decision is `domain.payout_news.plan_payout_news`. ``withdrawal_id`` names the withdrawal when the
+    caller knows it; otherwise it is found by payout id or by the payout's ``unique_external_id``.
     """
     async with transaction(ctx.pool) as conn:
-        withdrawal = await withdrawals.get_by_provider_id(conn, payout.payout_id, for_update=True)
-        own_id = withdrawal_id or payout.unique_external_id
-        if withdrawal is None and own_id:
-            withdrawal = await withdrawals.get_withdrawal(conn, own_id, for_update=True)
-        if (
-            withdrawal is None
-            or withdrawal.provider_payout_id not in (None, payout.payout_id)
-            or (payout.unique_external_id not in (None, withdrawal.id))
-        ):
-            raise InvalidRequest(f"no withdrawal for payout {payout.payout_id!r}", field="payout_id")
-        target = map_payout_status(payout.status)
-        if target is None:
-            log.warning("payout_status_unknown", withdrawal_id=withdrawal.id, status=payout.status)
-            return withdrawal
-        if withdrawal.is_terminal:
-            reason = _contradiction(withdrawal, target)
-            if reason and withdrawal.review_reason != reason:
-                log.error("payout_contradicts_closed_withdrawal", withdrawal_id=withdrawal.id, reason=reason)
-                return await withdrawals.update_withdrawal(conn, withdrawal.id, {"review_reason": reason})
-            return withdrawal
-        if (
-            withdrawal.status is WithdrawalStatus.APPROVED
-            and withdrawal.provider_payout_id is None
-            and withdrawal.payout_mode == "gateway"
-        ):
+        withdrawal = await _locked_withdrawal_of(conn, payout, withdrawal_id)
+        plan = plan_payout_news(withdrawal, news_from(payout), source=source, now=datetime.now(UTC))
+        _log_reading(withdrawal, payout, plan)
+        for move in plan.moves:
             withdrawal = await move_withdrawal(
                 conn,
                 withdrawal,
-                WithdrawalStatus.PROCESSING,
+                move.target,
                 actor=GATEWAY_ACTOR,
-                note="payout created" if source == "create" else f"payout found ({source})",
-                changes={
-                    "provider_payout_id": payout.payout_id,
-                    "payout_status": payout.status,
-                    "payout_claimed_until": None,
-                    "review_reason": None,
-                    "next_check_at": _check_again(),
-                },
-                detail={"payout_id": payout.payout_id, "amount": payout.amount, "currency": payout.currency},
+                note=move.note,
+                changes=move.update,
+                detail=dict(move.detail),
             )
-        if withdrawal.status is not WithdrawalStatus.PROCESSING:
-            return withdrawal  # not handed to the gateway (yet): nothing of this payout applies
-        changes: dict[str, object] = {"payout_status": payout.status}
-        if payout.hash:
-            changes["transaction_hash"] = payout.hash
-        if target is WithdrawalStatus.PROCESSING:
-            changes["next_check_at"] = _check_again()
-            if payout.status != withdrawal.payout_status:
-                return await withdrawals.update_withdrawal(conn, withdrawal.id, changes)
-            return withdrawal
-        if target is WithdrawalStatus.FAILED:
-            changes["error_code"] = f"PAYOUT_{payout.status.upper()}"
-            changes["error_message"] = (payout.error or "")[:500] or None
-        return await move_withdrawal(
-            conn,
-            withdrawal,
-            target,
-            actor=GATEWAY_ACTOR,
-            note=f"payout {payout.status.lower()} ({source})",
-            changes=changes,
-            detail={"payout_id": payout.payout_id, "hash": payout.hash, "error": payout.error},
-        )
+        if not plan.update.is_empty:
+            withdrawal = await withdrawals.update_withdrawal(conn, withdrawal.id, plan.update)
+        return withdrawal
+
+
+def news_from(payout: GatewayPayout) -> PayoutNews:
+    """The domain's view of what the gateway said."""
+    return PayoutNews(
+        payout_id=payout.payout_id,
+        status=payout.status,
+        amount=payout.amount,
+        currency=payout.currency,
+        hash=payout.hash,
+        error=payout.error,
+    )
+
+
+async def _locked_withdrawal_of(
+    conn: asyncpg.Connection, payout: GatewayPayout, withdrawal_id: str | None
+) -> Withdrawal:
+    withdrawal = await withdrawals.get_by_provider_id(conn, payout.payout_id, for_update=True)
+    own_id = withdrawal_id or payout.unique_external_id
+    if withdrawal is None and own_id:
+        withdrawal = await withdrawals.get_withdrawal(conn, own_id, for_update=True)
+    if (
+        withdrawal is None
+        or withdrawal.provider_payout_id not in (None, payout.payout_id)
+        or (payout.unique_external_id not in (None, withdrawal.id))
+    ):
+        raise InvalidRequest(f"no withdrawal for payout {payout.payout_id!r}", field="payout_id")
+    return withdrawal
+
+
+def _log_reading(withdrawal: Withdrawal, payout: GatewayPayout, plan: PayoutPlan) -> None:
+    if plan.reading is PayoutReading.UNKNOWN_STATUS:
+        log.warning("payout_status_unknown", withdrawal_id=withdrawal.id, status=payout.status)
+    elif plan.reading is PayoutReading.CONTRADICTS_CLOSED:
+        log.error("payout_contradicts_closed_withdrawal", withdrawal_id=withdrawal.id, reason=plan.review_reason)

@@ -16,8 +16,8 @@ import structlog
 from domain.errors import InvalidRequest
 from domain.ledger import GATEWAY_CLEARING, AccountRef, Entry, LedgerPosting, TransactionType
 from domain.money import ZERO, format_usd
-from domain.payments import Payment, PaymentStatus, received_value_usd
-from services.apply_status import UNDONE_PREFIX
+from domain.payment_news import UNDONE_PREFIX
+from domain.payments import Payment, PaymentStatus, PaymentUpdate, received_value_usd
 from storage import ledger, payments
 from storage.db import transaction
 
@@ -86,13 +86,13 @@ async def release_held_deposit(
         updated = await payments.update_payment(
             conn,
             payment.id,
-            {
-                "settled_at": payment.settled_at or datetime.now(UTC),
-                "ledger_transaction_id": payment.ledger_transaction_id or result.transaction_id,
-                "credit_usd": already + amount,
-                "hold_reason": None,
-                "next_poll_at": None,
-            },
+            PaymentUpdate(
+                settled_at=payment.settled_at or datetime.now(UTC),
+                ledger_transaction_id=payment.ledger_transaction_id or result.transaction_id,
+                credit_usd=already + amount,
+                hold_reason=None,
+                next_poll_at=None,
+            ),
         )
         await payments.add_event(
             conn,
@@ -118,7 +118,7 @@ async def dismiss_deposit_hold(pool: asyncpg.Pool, payment_id: str, *, operator:
     _check_decision(operator, note, "dismissing a hold")
     async with transaction(pool) as conn:
         payment = await _locked_held_payment(conn, payment_id)
-        updated = await payments.update_payment(conn, payment.id, {"hold_reason": None, "next_poll_at": None})
+        updated = await payments.update_payment(conn, payment.id, PaymentUpdate(hold_reason=None, next_poll_at=None))
         await payments.add_event(
             conn,
             payment.id,

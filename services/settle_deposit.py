@@ -9,7 +9,7 @@ import structlog
 from domain.errors import InvalidRequest
 from domain.ledger import deposit_posting
 from domain.money import format_usd
-from domain.payments import Payment, decide_credit
+from domain.payments import Payment, PaymentUpdate, decide_credit
 from services.context import StageContext
 from storage import ledger, payments
 from storage.db import transaction
@@ -54,12 +54,12 @@ async def settle_deposit(ctx: StageContext, payment_id: str) -> SettleResult:
         updated = await payments.update_payment(
             conn,
             payment.id,
-            {
-                "settled_at": payment.updated_at.__class__.now(payment.updated_at.tzinfo),
-                "ledger_transaction_id": result.transaction_id,
-                "credit_usd": decision.credit_usd,
-                "next_poll_at": None,
-            },
+            PaymentUpdate(
+                settled_at=payment.updated_at.__class__.now(payment.updated_at.tzinfo),
+                ledger_transaction_id=result.transaction_id,
+                credit_usd=decision.credit_usd,
+                next_poll_at=None,
+            ),
         )
         await payments.add_event(
             conn,

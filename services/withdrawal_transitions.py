@@ -7,6 +7,7 @@ with who made it and why.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,7 +16,8 @@ import structlog
 
 from domain.errors import InvalidTransition
 from domain.ledger import LedgerPosting, withdrawal_complete_posting, withdrawal_release_posting
-from domain.withdrawals import TERMINAL, Withdrawal, WithdrawalStatus, hold_outcome, transition
+from domain.updates import KEEP
+from domain.withdrawals import TERMINAL, Withdrawal, WithdrawalStatus, WithdrawalUpdate, hold_outcome, transition
 from storage import ledger, withdrawals
 
 log = structlog.get_logger(__name__)
@@ -41,7 +43,7 @@ async def move_withdrawal(
     *,
     actor: str,
     note: str = "",
-    changes: dict[str, Any] | None = None,
+    changes: WithdrawalUpdate | None = None,
     detail: dict[str, Any] | None = None,
 ) -> Withdrawal:
     """Apply ``withdrawal.status → target`` (raises InvalidTransition if not allowed).
@@ -49,8 +51,7 @@ async def move_withdrawal(
     ``withdrawal`` must have been read ``FOR UPDATE`` in this transaction.
     """
     transition(withdrawal.status, target)
-    fields: dict[str, Any] = dict(changes or {})
-    fields["status"] = target
+    update = replace(changes or WithdrawalUpdate(), status=target)
     outcome = hold_outcome(target)
     if outcome == "post":
         posting = withdrawal_complete_posting(
@@ -61,7 +62,7 @@ async def move_withdrawal(
             total_fee_usd=withdrawal.total_fee_usd,
         )
         await _post_once(conn, posting, withdrawal)
-        fields["completed_at"] = datetime.now(UTC)
+        update = replace(update, completed_at=datetime.now(UTC))
     elif outcome == "release":
         posting = withdrawal_release_posting(
             withdrawal_id=withdrawal.id,
@@ -71,10 +72,10 @@ async def move_withdrawal(
         )
         await _post_once(conn, posting, withdrawal)
     if target in TERMINAL:
-        fields["next_check_at"] = None
-        fields["payout_claimed_until"] = None
-        fields.setdefault("review_reason", None)  # decided: nothing is left for an operator to look at
-    updated = await withdrawals.update_withdrawal(conn, withdrawal.id, fields)
+        # decided: nothing is left for an operator to look at, unless the caller says otherwise
+        review_reason = None if update.review_reason is KEEP else update.review_reason
+        update = replace(update, next_check_at=None, payout_claimed_until=None, review_reason=review_reason)
+    updated = await withdrawals.update_withdrawal(conn, withdrawal.id, update)
     await withdrawals.add_event(
         conn,
         withdrawal.id,

@@ -80,11 +80,11 @@ async def update_by_id(
     if unknown:
         raise ValueError(f"not updatable in {table}: {sorted(unknown)}")
     names = sorted(changes)
-    assignments = ", ".join(f"{name} = ${i}" for i, name in enumerate(names, start=2))
+    assignments = "".join(f"{name} = ${i}, " for i, name in enumerate(names, start=2))
     values = [changes[name].value if isinstance(changes[name], Enum) else changes[name] for name in names]
     condition = f" AND ({only_if})" if only_if else ""
     row = await conn.fetchrow(
-        f"UPDATE {table} SET {assignments}, updated_at = now() WHERE id = $1{condition} RETURNING *",
+        f"UPDATE {table} SET {assignments}updated_at = now() WHERE id = $1{condition} RETURNING *",
         row_id,
         *values,
     )

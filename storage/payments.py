@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 import asyncpg
 
-from domain.payments import Payment, PaymentStatus
+from domain.payments import Payment, PaymentStatus, PaymentUpdate
 from storage.db import update_by_id
 
-_FIELDS = tuple(Payment.__dataclass_fields__)
-_UPDATABLE = frozenset(_FIELDS) - {"id", "request_id", "request_fingerprint", "user_id", "created_at"}
+# The columns an update may name are exactly PaymentUpdate's fields, each a column of payments.
+_UPDATABLE = frozenset(field.name for field in fields(PaymentUpdate))
+assert _UPDATABLE <= set(Payment.__dataclass_fields__)
 
 
 def _from_row(row: asyncpg.Record) -> Payment:
@@ -97,9 +99,9 @@ async def release_creation_claim(conn: asyncpg.Connection, payment_id: str) -> N
     )
 
 
-async def update_payment(conn: asyncpg.Connection, payment_id: str, changes: dict[str, Any]) -> Payment:
-    """Write the given columns (names checked against the model) and return the new row."""
-    row = await update_by_id(conn, "payments", payment_id, changes, updatable=_UPDATABLE)
+async def update_payment(conn: asyncpg.Connection, payment_id: str, update: PaymentUpdate) -> Payment:
+    """Write the columns ``update`` sets and return the new row."""
+    row = await update_by_id(conn, "payments", payment_id, update.changes(), updatable=_UPDATABLE)
     assert row is not None
     return _from_row(row)
 

@@ -2,30 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 import asyncpg
 
-from domain.withdrawals import Withdrawal, WithdrawalQuote, WithdrawalStatus
+from domain.withdrawals import Withdrawal, WithdrawalQuote, WithdrawalStatus, WithdrawalUpdate
 from storage.db import update_by_id
 
-_UPDATABLE = frozenset(Withdrawal.__dataclass_fields__) - {
-    "id",
-    "request_id",
-    "request_fingerprint",
-    "user_id",
-    "amount_usd",
-    "currency_code",
-    "wallet_address",
-    "extra_id",
-    "network_fee_usd",
-    "service_fee_usd",
-    "total_fee_usd",
-    "final_amount_usd",
-    "created_at",
-}
+# The columns an update may name are exactly WithdrawalUpdate's fields, each a column of withdrawals.
+_UPDATABLE = frozenset(field.name for field in fields(WithdrawalUpdate))
+assert _UPDATABLE <= set(Withdrawal.__dataclass_fields__)
 
 
 def _from_row(row: asyncpg.Record) -> Withdrawal:
@@ -93,20 +82,21 @@ async def get_by_provider_id(
     return _from_row(row) if row else None
 
 
-async def update_withdrawal(conn: asyncpg.Connection, withdrawal_id: str, changes: dict[str, Any]) -> Withdrawal:
-    row = await update_by_id(conn, "withdrawals", withdrawal_id, changes, updatable=_UPDATABLE)
+async def update_withdrawal(conn: asyncpg.Connection, withdrawal_id: str, update: WithdrawalUpdate) -> Withdrawal:
+    """Write the columns ``update`` sets and return the new row."""
+    row = await update_by_id(conn, "withdrawals", withdrawal_id, update.changes(), updatable=_UPDATABLE)
     assert row is not None
     return _from_row(row)
 
 
-async def update_unsent(conn: asyncpg.Connection, withdrawal_id: str, changes: dict[str, Any]) -> Withdrawal | None:
+async def update_unsent(conn: asyncpg.Connection, withdrawal_id: str, update: WithdrawalUpdate) -> Withdrawal | None:
     """Update only while the withdrawal is still approved with no payout recorded; ``None`` otherwise
     (an operator, an IPN or another attempt has moved it meanwhile, and this write no longer applies)."""
     row = await update_by_id(
         conn,
         "withdrawals",
         withdrawal_id,
-        changes,
+        update.changes(),
         updatable=_UPDATABLE,
         only_if="status = 'approved' AND provider_payout_id IS NULL",
     )

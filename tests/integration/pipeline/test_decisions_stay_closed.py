@@ -21,7 +21,7 @@ from aiohttp import web
 from pydantic import SecretStr
 
 from domain.errors import InvalidRequest
-from domain.withdrawals import WithdrawalStatus
+from domain.withdrawals import WithdrawalStatus, WithdrawalUpdate
 from gateway.client import NowPaymentsClient
 from gateway.errors import DUPLICATE_EXTERNAL_ID, GatewayRejected
 from services import process_withdrawal as pw
@@ -402,7 +402,7 @@ async def test_an_operator_rejection_during_the_review_lookup_is_not_overwritten
         assert rejected.status is WithdrawalStatus.REJECTED and rejected.review_reason is None
         assert rejected.next_check_at is None, rejected.next_check_at  # the lookup's write must not apply
         async with transaction(stack.pool) as conn:
-            assert await withdrawals.update_unsent(conn, wid, {"next_check_at": datetime.now(UTC)}) is None
+            assert await withdrawals.update_unsent(conn, wid, WithdrawalUpdate(next_check_at=datetime.now(UTC))) is None
         assert (await stored(stack, wid)).next_check_at is None
 
 
@@ -434,7 +434,7 @@ async def test_terminal_withdrawals_leave_the_scheduler_and_their_review_questio
         # Any terminal transition clears the review question and the scheduler's interest.
         async with stack.pool.acquire() as conn:
             await withdrawals.update_withdrawal(
-                conn, other, {"review_reason": "look at it", "next_check_at": datetime.now(UTC)}
+                conn, other, WithdrawalUpdate(review_reason="look at it", next_check_at=datetime.now(UTC))
             )
         async with transaction(stack.pool) as conn:
             current = await withdrawals.get_withdrawal(conn, other, for_update=True)
@@ -504,7 +504,7 @@ async def test_a_refused_check_of_a_recorded_payout_is_acked_and_left_to_the_sch
         sent = await pw.process_withdrawal(stack.ctx, wid)
         assert sent.status is WithdrawalStatus.PROCESSING and sent.provider_payout_id
         async with stack.pool.acquire() as conn:  # the scheduler's check is due
-            await withdrawals.update_withdrawal(conn, wid, {"next_check_at": datetime.now(UTC)})
+            await withdrawals.update_withdrawal(conn, wid, WithdrawalUpdate(next_check_at=datetime.now(UTC)))
         due = await stored(stack, wid)
         path = f"/v1/payout/{sent.provider_payout_id}"
         await stack.sim_post("/sim/faults", {"path_prefix": path, "method": "GET", "status": refusal, "count": 1000})

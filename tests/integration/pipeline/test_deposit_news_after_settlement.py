@@ -17,7 +17,7 @@ from decimal import ROUND_FLOOR, Decimal, localcontext
 import pytest
 
 from domain.errors import InvalidRequest
-from domain.payments import Payment
+from domain.payments import Payment, PaymentUpdate
 from gateway.models import GatewayPayment
 from gateway.signature import canonical_json, sign
 from services.apply_status import apply_gateway_status
@@ -51,7 +51,9 @@ async def _sim_status(stack: Stack, payment: Payment, status: str, *, ipn: bool 
 
 async def _past_expiry(stack: Stack, payment_id: str) -> None:
     async with stack.pool.acquire() as conn:
-        await payments.update_payment(conn, payment_id, {"expires_at": datetime.now(UTC) - timedelta(minutes=5)})
+        await payments.update_payment(
+            conn, payment_id, PaymentUpdate(expires_at=datetime.now(UTC) - timedelta(minutes=5))
+        )
 
 
 async def _deposit_transactions(stack: Stack, payment_id: str) -> list[tuple[str, Decimal]]:
@@ -316,7 +318,7 @@ async def test_successive_top_ups_after_a_settled_partial_payment_are_each_relea
         before_last = postings[1][0].rsplit(":", 1)[1]
         async with stack.pool.acquire() as conn:
             await payments.update_payment(
-                conn, settled.id, {"hold_reason": "replayed", "credit_usd": Decimal(before_last)}
+                conn, settled.id, PaymentUpdate(hold_reason="replayed", credit_usd=Decimal(before_last))
             )
         with pytest.raises(InvalidRequest, match="already released"):
             await release_held_deposit(stack.pool, settled.id, operator="alice", note="replay")

@@ -13,7 +13,7 @@ from decimal import Decimal
 
 import pytest
 
-from domain.payments import Payment
+from domain.payments import Payment, PaymentUpdate
 from services.commands import CreatePaymentRequest
 from services.create_payment import create_payment
 from services.poll_status import poll_status
@@ -68,7 +68,7 @@ async def _metrics(stack: Stack) -> dict[str, str]:
 
 async def _set_expires_at(stack: Stack, payment_id: str, moment: datetime) -> None:
     async with stack.pool.acquire() as conn:
-        await payments.update_payment(conn, payment_id, {"expires_at": moment})
+        await payments.update_payment(conn, payment_id, PaymentUpdate(expires_at=moment))
 
 
 # -- over-payment -------------------------------------------------------------------------------------------

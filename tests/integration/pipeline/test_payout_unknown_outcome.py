@@ -14,7 +14,7 @@ from decimal import Decimal
 
 import pytest
 
-from domain.withdrawals import WithdrawalStatus
+from domain.withdrawals import WithdrawalStatus, WithdrawalUpdate
 from gateway.errors import GatewayTransientError
 from services.process_withdrawal import _find_or_create_payout
 from services.process_withdrawal import process_withdrawal as process_withdrawal_stage
@@ -56,7 +56,7 @@ async def metric(stack: Stack, name: str) -> str:
 async def expire_lease(stack: Stack, wid: str) -> None:
     async with stack.pool.acquire() as conn:
         await withdrawals.update_withdrawal(
-            conn, wid, {"payout_claimed_until": datetime.now(UTC) - timedelta(seconds=1)}
+            conn, wid, WithdrawalUpdate(payout_claimed_until=datetime.now(UTC) - timedelta(seconds=1))
         )
 
 
@@ -145,7 +145,7 @@ async def test_a_withdrawal_held_for_review_records_the_first_payout_once_it_sho
             unique_external_id=wid,
         )
         async with stack.pool.acquire() as conn:  # the scheduler's check is due
-            await withdrawals.update_withdrawal(conn, wid, {"next_check_at": datetime.now(UTC)})
+            await withdrawals.update_withdrawal(conn, wid, WithdrawalUpdate(next_check_at=datetime.now(UTC)))
         checked = await process_withdrawal_stage(stack.ctx, wid)
         assert checked.status is WithdrawalStatus.PROCESSING and checked.provider_payout_id == first.payout_id
         assert checked.review_reason is None

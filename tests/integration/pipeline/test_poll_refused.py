@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from decimal import Decimal
 
+from domain.payments import PaymentUpdate
 from services.poll_status import poll_status
 from storage import payments
 from tests.integration.stack import Stack
@@ -24,7 +25,7 @@ async def test_poll_of_a_payment_unknown_to_the_gateway_backs_off(database_url, 
                 description="",
             )
             before = await payments.update_payment(
-                conn, "PAY_20260101000000_lost0001", {"provider_payment_id": "999999999"}
+                conn, "PAY_20260101000000_lost0001", PaymentUpdate(provider_payment_id="999999999")
             )
         assert await poll_status(stack.ctx, before.id) is None
         after = await stack.payment(before.id)

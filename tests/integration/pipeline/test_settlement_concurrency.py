@@ -13,7 +13,7 @@ from decimal import ROUND_DOWN, Decimal
 
 from domain.ids import new_payment_id
 from domain.ledger import GATEWAY_CLEARING
-from domain.payments import PaymentStatus, request_fingerprint
+from domain.payments import PaymentStatus, PaymentUpdate, request_fingerprint
 from storage import ledger, payments
 from storage.db import transaction
 from tests.integration.stack import Stack, eventually
@@ -49,15 +49,15 @@ async def _completed_unsettled_payments(stack: Stack, user: str, amounts: list[D
             updated = await payments.update_payment(
                 conn,
                 payment.id,
-                {
-                    "provider_payment_id": str(5_000_000_000 + i),
-                    "status": PaymentStatus.COMPLETED,
-                    "gateway_status": "finished",
-                    "pay_currency": "btc",
-                    "pay_amount": pay_amount,
-                    "actually_paid": pay_amount,
-                    "pay_address": f"bc1qtest{i:034d}",
-                },
+                PaymentUpdate(
+                    provider_payment_id=str(5_000_000_000 + i),
+                    status=PaymentStatus.COMPLETED,
+                    gateway_status="finished",
+                    pay_currency="btc",
+                    pay_amount=pay_amount,
+                    actually_paid=pay_amount,
+                    pay_address=f"bc1qtest{i:034d}",
+                ),
             )
             assert updated.settled_at is None
             ids.append(payment.id)

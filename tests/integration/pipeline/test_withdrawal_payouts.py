@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from domain.withdrawals import WithdrawalUpdate
 from gateway.errors import GatewayTransientError
 from gateway.signature import sign
 from gateway.simulator import CATALOGUE
@@ -187,9 +188,7 @@ async def _die_after_payout_call(stack: Stack, wid: str) -> dict[str, Any]:
         claimed = await withdrawals.claim_payout(conn, wid, lease_seconds=120)
         assert claimed is not None
         amount = await stack.gateway.estimate(claimed.final_amount_usd, "usd", claimed.currency_code)
-        sending = await withdrawals.mark_payout_sending(
-            conn, wid, amount=amount, lease=claimed.payout_claimed_until
-        )
+        sending = await withdrawals.mark_payout_sending(conn, wid, amount=amount, lease=claimed.payout_claimed_until)
         assert sending is not None
     payout = await stack.gateway.create_payout(
         address=claimed.wallet_address,
@@ -201,7 +200,7 @@ async def _die_after_payout_call(stack: Stack, wid: str) -> dict[str, Any]:
     )
     async with stack.pool.acquire() as conn:
         await withdrawals.update_withdrawal(
-            conn, wid, {"payout_claimed_until": datetime.now(UTC) - timedelta(seconds=1)}
+            conn, wid, WithdrawalUpdate(payout_claimed_until=datetime.now(UTC) - timedelta(seconds=1))
         )
     dead = await stored(stack, wid)
     assert (dead.status.value, dead.payout_mode, dead.provider_payout_id) == ("approved", "gateway", None)
@@ -264,7 +263,7 @@ async def test_payout_call_that_times_out_is_reconciled_by_the_retry_with_one_pa
         # The timed-out attempt's short wait has run out by the time the retry comes.
         async with stack.pool.acquire() as conn:
             await withdrawals.update_withdrawal(
-                conn, wid, {"payout_claimed_until": datetime.now(UTC) - timedelta(seconds=1)}
+                conn, wid, WithdrawalUpdate(payout_claimed_until=datetime.now(UTC) - timedelta(seconds=1))
             )
         stack.start_workers()
         stack.actors.process_withdrawal.send(wid)
@@ -299,7 +298,7 @@ async def test_after_a_payout_timeout_the_retry_waits_briefly_then_reconciles(da
         # Once the short wait is over, the retry reconciles by our id: one payout, recorded.
         async with stack.pool.acquire() as conn:
             await withdrawals.update_withdrawal(
-                conn, wid, {"payout_claimed_until": datetime.now(UTC) - timedelta(seconds=1)}
+                conn, wid, WithdrawalUpdate(payout_claimed_until=datetime.now(UTC) - timedelta(seconds=1))
             )
         retried = await process_withdrawal_stage(stack.ctx, wid)
         assert retried.status.value == "processing" and retried.provider_payout_id == payout["id"]
