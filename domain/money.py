@@ -7,7 +7,7 @@ supported coin uses). Amounts arriving from outside are parsed from their text.
 from __future__ import annotations
 
 import re
-from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal, InvalidOperation, localcontext
 
 from domain.errors import InvalidRequest
 
@@ -74,6 +74,28 @@ def decimal_from_wire(value: object) -> Decimal | None:
     if not result.is_finite():
         raise ValueError(f"{value!r} is not a finite number")
     return result
+
+
+# One step of a 64-bit double relative to its value (2^-52): the most that printing an amount as a
+# JavaScript number (shortest round-trip text) moves it.
+_DOUBLE_STEP = Decimal(2) ** -52
+
+
+def same_crypto_amount(held: Decimal, reported: Decimal, *, precision: int | None) -> bool:
+    """Whether the gateway's ``reported`` amount is the amount we hold, as far as its wire can tell.
+
+    Equal at the coin's ``precision`` (decimal places; None: the most any coin uses), or apart by no
+    more than a JavaScript double can carry at that size: IPN bodies hold amounts as doubles (about 16
+    significant digits), so an 18-decimal amount repeated by the gateway may come back a unit off in
+    its last places. Far below the smallest unit of any real deposit.
+    """
+    places = CRYPTO_MAX_PLACES if precision is None else max(0, min(precision, CRYPTO_MAX_PLACES))
+    with localcontext() as exact:
+        exact.prec = 80
+        quantum = Decimal(1).scaleb(-places)
+        if held.quantize(quantum, rounding=ROUND_HALF_EVEN) == reported.quantize(quantum, rounding=ROUND_HALF_EVEN):
+            return True
+        return abs(held - reported) <= max(abs(held), abs(reported)) * _DOUBLE_STEP
 
 
 def floor_cents(amount: Decimal) -> Decimal:

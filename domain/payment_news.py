@@ -15,7 +15,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from domain.money import ZERO
+from domain.money import ZERO, same_crypto_amount
 from domain.payments import (
     CreditDecision,
     Payment,
@@ -124,10 +124,12 @@ def plan_payment_news(
     now: datetime,
     policy: PaymentPolicy,
     polled: bool,
+    precision: int | None = None,
 ) -> PaymentPlan:
     """What ``news`` changes about ``payment`` (as stored, locked by the caller) at ``now``.
 
-    ``polled`` says the news is a fresh answer to our own poll (only then may expiry act).
+    ``polled`` says the news is a fresh answer to our own poll (only then may expiry act);
+    ``precision`` is the coin's number of decimal places, at which amounts are compared.
     """
     reported = map_gateway_status(news.status)
     stale = (
@@ -135,10 +137,10 @@ def plan_payment_news(
         and payment.gateway_updated_at is not None
         and news.updated_at < payment.gateway_updated_at
     )
-    reading = _read(payment, news, reported, stale=stale)
+    reading = _read(payment, news, reported, stale=stale, precision=precision)
     update = PaymentUpdate()
     if reading in (Reading.APPLIES, Reading.LATE_FUNDS):
-        update = _news_fields(news)
+        update = _news_fields(payment, news, precision)
         if reading is Reading.APPLIES and reported is not payment.status:
             update = replace(update, status=reported)
     fresh = None if stale else reported
@@ -151,14 +153,16 @@ def plan_payment_news(
     return PaymentPlan(reading, reported, update, _events(payment, update, news), settle_due)
 
 
-def _read(payment: Payment, news: PaymentNews, reported: PaymentStatus | None, *, stale: bool) -> Reading:
+def _read(
+    payment: Payment, news: PaymentNews, reported: PaymentStatus | None, *, stale: bool, precision: int | None
+) -> Reading:
     if reported is None:
         return Reading.UNKNOWN_STATUS
     if stale:
         return Reading.STALE_SNAPSHOT
     if is_forward(payment.status, reported) or (reported is payment.status and not payment.is_terminal):
         return Reading.APPLIES
-    if payment.is_terminal and _reports_more_funds(payment, news):
+    if payment.is_terminal and _reports_more_funds(payment, news, precision):
         # Funds after we gave up (e.g. paid after expiry) or after we credited: recorded so the payment is
         # held for an operator; the status stays as it is and nothing is credited automatically.
         return Reading.LATE_FUNDS
@@ -167,24 +171,32 @@ def _read(payment: Payment, news: PaymentNews, reported: PaymentStatus | None, *
     return Reading.REPEATED
 
 
-def _reports_more_funds(payment: Payment, news: PaymentNews) -> bool:
+def _reports_more_funds(payment: Payment, news: PaymentNews, precision: int | None) -> bool:
     if news.actually_paid is None:
         return False
-    return news.actually_paid > (payment.actually_paid or ZERO)
+    held = payment.actually_paid or ZERO
+    return news.actually_paid > held and not same_crypto_amount(held, news.actually_paid, precision=precision)
 
 
-def _news_fields(news: PaymentNews) -> PaymentUpdate:
-    """The details the news carries (a detail it leaves out stays as we hold it)."""
+def _news_fields(payment: Payment, news: PaymentNews, precision: int | None) -> PaymentUpdate:
+    """The details the news carries (a detail it leaves out stays as we hold it). An amount that is the
+    one we hold, repeated through a JavaScript double or equal at the coin's precision, keeps our exact value."""
     return PaymentUpdate(
         gateway_status=news.status,
-        actually_paid=KEEP if news.actually_paid is None else news.actually_paid,
-        pay_amount=KEEP if news.pay_amount is None else news.pay_amount,
+        actually_paid=_amount(payment.actually_paid, news.actually_paid, precision),
+        pay_amount=_amount(payment.pay_amount, news.pay_amount, precision),
         payin_hash=KEEP if news.payin_hash is None else news.payin_hash,
         pay_address=KEEP if news.pay_address is None else news.pay_address,
         payin_extra_id=KEEP if news.payin_extra_id is None else news.payin_extra_id,
         network=KEEP if news.network is None else news.network,
         gateway_updated_at=KEEP if news.updated_at is None else news.updated_at,
     )
+
+
+def _amount(held: Decimal | None, reported: Decimal | None, precision: int | None) -> Decimal | Keep:
+    if reported is None or (held is not None and same_crypto_amount(held, reported, precision=precision)):
+        return KEEP
+    return reported
 
 
 def _expiry(

@@ -27,7 +27,7 @@ from domain.payments import Payment
 from gateway.models import GatewayPayment
 from services.context import StageContext
 from settings import Settings
-from storage import payments
+from storage import currencies, payments
 from storage.db import transaction
 
 log = structlog.get_logger(__name__)
@@ -91,8 +91,14 @@ async def apply_gateway_status(
                 f"no payment with provider id {snapshot.payment_id!r} and order id {snapshot.order_id!r}"
             )
         news = news_from(snapshot)
+        coin = await currencies.get_currency(conn, payment.currency_code)
         plan = plan_payment_news(
-            payment, news, now=datetime.now(UTC), policy=payment_policy(ctx.settings), polled=polled
+            payment,
+            news,
+            now=datetime.now(UTC),
+            policy=payment_policy(ctx.settings),
+            polled=polled,
+            precision=coin.precision if coin else None,
         )
         _log_reading(payment, news, plan, source)
         updated = await _write(conn, payment, plan, source)

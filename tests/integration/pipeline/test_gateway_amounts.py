@@ -14,7 +14,6 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-import pytest
 from structlog.testing import capture_logs
 
 from domain.payments import Payment
@@ -84,7 +83,6 @@ async def _stored(stack: Stack, payment_id: str) -> tuple[Payment, list[dict[str
     return payment, events
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9: a double's last digit reads as late funds")
 async def test_an_amount_repeated_through_a_javascript_double_is_the_same_amount(database_url, redis_namespace):
     assert _through_a_double(EXACT) - EXACT == Decimal("1e-18")
     async with Stack(database_url, redis_namespace, ipn=False, start_worker=False) as stack:

@@ -3,7 +3,15 @@ from decimal import Decimal
 import pytest
 
 from domain.errors import InvalidRequest
-from domain.money import decimal_from_wire, floor_cents, format_usd, parse_usd, plain_amount, round_cents
+from domain.money import (
+    decimal_from_wire,
+    floor_cents,
+    format_usd,
+    parse_usd,
+    plain_amount,
+    round_cents,
+    same_crypto_amount,
+)
 
 
 @pytest.mark.parametrize(
@@ -179,3 +187,37 @@ def test_format_usd(amount, text):
 )
 def test_plain_amount_has_no_exponent_and_no_trailing_zeros(amount, text):
     assert plain_amount(Decimal(amount)) == text
+
+
+# --- the same crypto amount, as far as the gateway's wire can tell ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("held", "reported", "precision"),
+    [
+        ("0.008823529411764705", "0.008823529411764706", 18),  # a JavaScript double's last digit
+        ("0.017647058823529411", "0.01764705882352941", 18),
+        ("1234.123456789012345678", "1234.1234567890124", 18),
+        ("0.3", "0.30000000000000004", None),
+        ("0.12345678", "0.123456780000000001", 8),  # equal at the coin's precision
+        ("5", "5.000000000", 8),
+    ],
+)
+def test_amounts_a_double_or_the_coins_precision_cannot_tell_apart_are_the_same(
+    held: str, reported: str, precision: int | None
+) -> None:
+    assert same_crypto_amount(Decimal(held), Decimal(reported), precision=precision)
+    assert same_crypto_amount(Decimal(reported), Decimal(held), precision=precision)
+
+
+@pytest.mark.parametrize(
+    ("held", "reported", "precision"),
+    [
+        ("0.008823529411764705", "0.008823529411764725", 18),  # 20 wei more: real funds
+        ("0.12345678", "0.12345679", 8),  # one satoshi
+        ("0", "0.000000000000000001", 18),
+        ("1000", "1000.000001", 8),
+    ],
+)
+def test_amounts_apart_by_a_real_unit_are_not_the_same(held: str, reported: str, precision: int | None) -> None:
+    assert not same_crypto_amount(Decimal(held), Decimal(reported), precision=precision)

@@ -210,3 +210,27 @@ def test_a_hold_by_policy_is_not_due_for_settlement() -> None:
     assert not result.settle_due
     assert result.update.hold_reason == "overpaid: held for review by policy"
     assert result.update.credit_usd == D("68.00") and result.update.next_poll_at is None
+
+
+def test_amounts_repeated_through_a_double_keep_our_exact_values_and_are_not_late_funds() -> None:
+    exact = D("0.008823529411764705")
+    through_a_double = D("0.008823529411764706")
+    payment = settled(a_payment(status=S.COMPLETED, pay_amount=exact, actually_paid=exact), "30.00")
+    repeated = plan_payment_news(
+        payment,
+        news("finished", actually_paid=through_a_double, pay_amount=through_a_double),
+        now=NOW,
+        policy=POLICY,
+        polled=False,
+        precision=18,
+    )
+    assert repeated.reading is Reading.REPEATED and repeated.update.is_empty
+    confirming = a_payment(status=S.CONFIRMING, pay_amount=exact, actually_paid=exact)
+    forward = plan_payment_news(
+        confirming, news("finished", actually_paid=through_a_double), now=NOW, policy=POLICY, polled=False, precision=18
+    )
+    assert forward.update.status is S.COMPLETED and forward.update.actually_paid is KEEP
+    more = plan_payment_news(
+        payment, news("finished", actually_paid=D("0.0089")), now=NOW, policy=POLICY, polled=False, precision=18
+    )
+    assert more.reading is Reading.LATE_FUNDS and more.update.actually_paid == D("0.0089")
