@@ -14,9 +14,11 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from structlog.testing import capture_logs
 
 from domain.payments import Payment
+from gateway.errors import GatewayProtocolError
 from gateway.signature import canonical_json, sign
 from services.commands import CreatePaymentRequest
 from services.create_payment import create_payment
@@ -107,3 +109,52 @@ async def test_an_amount_repeated_through_a_javascript_double_is_the_same_amount
         assert (after.actually_paid, after.pay_amount) == (EXACT, credited.pay_amount)  # exact amounts stay
         assert after.hold_reason is None and events == before[1]
         assert after == before[0]
+
+
+UNHOLDABLE = ["1e400", "123456789012345678901234", "-0.5", "NaN", "-Infinity"]
+
+
+@pytest.mark.xfail(strict=True, reason="issue 9: an amount NUMERIC cannot hold answers 500")
+async def test_a_signed_ipn_with_an_amount_we_cannot_hold_is_refused_with_400_and_changes_nothing(
+    database_url, redis_namespace
+):
+    async with Stack(database_url, redis_namespace, ipn=False, start_worker=False) as stack:
+        payment = await _create(stack, "20.00", "btc")
+        await stack.sim_post(
+            f"/sim/payments/{payment.provider_payment_id}/status", {"status": "confirming", "send_ipn": False}
+        )
+        before = await _stored(stack, payment.id)
+        for value in UNHOLDABLE:
+            for field in ("actually_paid", "pay_amount"):
+                status, answer = await _post_signed_ipn(stack, await _ipn_body(stack, payment, **{field: value}))
+                assert status == 400, (field, value, status, answer)
+                assert await _stored(stack, payment.id) == before, (field, value)
+        # The genuine callback is accepted, so the refusals were about the amounts.
+        status, answer = await _post_signed_ipn(stack, await _ipn_body(stack, payment))
+        assert status == 200 and answer["payment_status"] == "confirming"
+
+
+@pytest.mark.xfail(strict=True, reason="issue 9: an amount NUMERIC cannot hold fails the write, retried")
+async def test_a_poll_answer_with_an_amount_we_cannot_hold_is_refused_and_not_retried(database_url, redis_namespace):
+    async with Stack(database_url, redis_namespace, ipn=False, start_worker=False) as stack:
+        payment = await _create(stack, "20.00", "btc")
+        too_large = "123456789012345678901234"  # 24 integer digits: more than NUMERIC(38, 18) holds
+        body = {"status": "confirming", "actually_paid": too_large, "send_ipn": False}
+        await stack.sim_post(f"/sim/payments/{payment.provider_payment_id}/status", body)
+        before = await _stored(stack, payment.id)
+        with pytest.raises(GatewayProtocolError, match="actually_paid") as refused:
+            await poll_status(stack.ctx, payment.id)
+        assert too_large not in str(refused.value) and len(str(refused.value)) < 200
+        assert await _stored(stack, payment.id) == before
+
+        # Through the queue: the poll actor leaves it to the scheduler, no retry and no dead letter.
+        stack.start_workers()
+        with capture_logs() as logs:
+            stack.actors.poll_status.send(payment.id)
+            await stack.wait_idle()
+        deferred = [entry for entry in logs if entry["event"] == "gateway_unavailable_deferred"]
+        assert len(deferred) == 1 and "actually_paid" in deferred[0]["detail"]
+        client = stack.broker.client
+        assert client.hlen(f"{stack.namespace}:poll-status.DQ.msgs") == 0  # no retry waiting
+        assert client.zcard(f"{stack.namespace}:poll-status.XQ") == 0  # nothing dead-lettered
+        assert await _stored(stack, payment.id) == before
