@@ -14,6 +14,7 @@ from domain.errors import InvalidRequest
 USD_PLACES = 2
 CENT = Decimal("0.01")
 CRYPTO_MAX_PLACES = 18
+CRYPTO_MAX_INTEGER_DIGITS = 20  # crypto amounts are stored as NUMERIC(38, 18)
 ZERO = Decimal("0")
 
 # Plain positional notation only: no sign, no exponent, no thousands separators.
@@ -96,6 +97,17 @@ def same_crypto_amount(held: Decimal, reported: Decimal, *, precision: int | Non
         if held.quantize(quantum, rounding=ROUND_HALF_EVEN) == reported.quantize(quantum, rounding=ROUND_HALF_EVEN):
             return True
         return abs(held - reported) <= max(abs(held), abs(reported)) * _DOUBLE_STEP
+
+
+def holdable_crypto_amount(amount: Decimal) -> bool:
+    """Whether ``amount`` is one a crypto amount column holds: finite, not negative, and below
+    10^20 once rounded to 18 places (as Postgres rounds it)."""
+    limit = Decimal(10) ** CRYPTO_MAX_INTEGER_DIGITS
+    if not amount.is_finite() or amount < ZERO or amount >= limit:
+        return False
+    with localcontext() as exact:
+        exact.prec = CRYPTO_MAX_INTEGER_DIGITS + CRYPTO_MAX_PLACES + 1
+        return amount.quantize(Decimal(1).scaleb(-CRYPTO_MAX_PLACES), rounding=ROUND_HALF_UP) < limit
 
 
 def floor_cents(amount: Decimal) -> Decimal:

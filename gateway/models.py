@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from domain.money import decimal_from_wire
+from domain.money import decimal_from_wire, holdable_crypto_amount
 from gateway.errors import GatewayProtocolError
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -22,10 +22,14 @@ _NUMERIC_TEXT = re.compile(r"[0-9]+(\.[0-9]+)?")
 
 
 def _decimal(body: Mapping[str, Any], key: str) -> Decimal | None:
+    """An amount: refused (without echoing it) unless it is a number our NUMERIC columns can hold."""
     try:
-        return decimal_from_wire(body.get(key))
+        value = decimal_from_wire(body.get(key))
     except (TypeError, ValueError) as exc:
         raise GatewayProtocolError(f"field {key!r} is not a number") from exc
+    if value is not None and not holdable_crypto_amount(value):
+        raise GatewayProtocolError(f"field {key!r} is not an amount we can hold (negative, or 10^20 or more)")
+    return value
 
 
 def _required_decimal(body: Mapping[str, Any], key: str) -> Decimal:

@@ -114,7 +114,6 @@ async def test_an_amount_repeated_through_a_javascript_double_is_the_same_amount
 UNHOLDABLE = ["1e400", "123456789012345678901234", "-0.5", "NaN", "-Infinity"]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9: an amount NUMERIC cannot hold answers 500")
 async def test_a_signed_ipn_with_an_amount_we_cannot_hold_is_refused_with_400_and_changes_nothing(
     database_url, redis_namespace
 ):
@@ -134,7 +133,6 @@ async def test_a_signed_ipn_with_an_amount_we_cannot_hold_is_refused_with_400_an
         assert status == 200 and answer["payment_status"] == "confirming"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9: an amount NUMERIC cannot hold fails the write, retried")
 async def test_a_poll_answer_with_an_amount_we_cannot_hold_is_refused_and_not_retried(database_url, redis_namespace):
     async with Stack(database_url, redis_namespace, ipn=False, start_worker=False) as stack:
         payment = await _create(stack, "20.00", "btc")

@@ -7,6 +7,7 @@ from domain.money import (
     decimal_from_wire,
     floor_cents,
     format_usd,
+    holdable_crypto_amount,
     parse_usd,
     plain_amount,
     round_cents,
@@ -221,3 +222,22 @@ def test_amounts_a_double_or_the_coins_precision_cannot_tell_apart_are_the_same(
 )
 def test_amounts_apart_by_a_real_unit_are_not_the_same(held: str, reported: str, precision: int | None) -> None:
     assert not same_crypto_amount(Decimal(held), Decimal(reported), precision=precision)
+
+
+@pytest.mark.parametrize(
+    ("amount", "holdable"),
+    [
+        ("0", True),
+        ("0.000000000000000001", True),
+        ("1e-400", True),  # rounds to 0 at 18 places, as Postgres stores it
+        ("99999999999999999999.999999999999999999", True),
+        ("99999999999999999999.9999999999999999995", False),  # rounds up to 10^20
+        ("100000000000000000000", False),
+        ("1e400", False),
+        ("-0.000000000000000001", False),
+        ("NaN", False),
+        ("Infinity", False),
+    ],
+)
+def test_holdable_crypto_amounts_fit_numeric_38_18_and_are_not_negative(amount: str, holdable: bool) -> None:
+    assert holdable_crypto_amount(Decimal(amount)) is holdable

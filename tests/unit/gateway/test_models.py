@@ -192,3 +192,22 @@ def test_payout_without_what_we_depend_on_is_refused(change: dict) -> None:
 def test_payout_refuses_float_amounts() -> None:
     with pytest.raises((GatewayProtocolError, TypeError)):
         GatewayPayout.from_wire({**PAYOUT, "amount": 12.5})
+
+
+@pytest.mark.parametrize("field", ["actually_paid", "pay_amount", "price_amount", "outcome_amount"])
+@pytest.mark.parametrize(
+    "value",
+    ["1e400", wire('{"v": 1e400}')["v"], "-0.5", -1, "NaN", "Infinity", "100000000000000000000", "9" * 5000],
+)
+def test_amounts_no_numeric_column_holds_are_refused_naming_the_field_only(field: str, value: object) -> None:
+    with pytest.raises(GatewayProtocolError, match=f"'{field}'") as refused:
+        GatewayPayment.from_wire({**BASE, field: value})
+    assert len(str(refused.value)) < 100 and "99999" not in str(refused.value)
+
+
+def test_the_largest_holdable_amount_and_more_places_than_we_keep_are_accepted() -> None:
+    largest = "99999999999999999999.999999999999999999"
+    parsed = GatewayPayment.from_wire({**BASE, "actually_paid": largest, "pay_amount": wire('{"v": 1.5e-7}')["v"]})
+    assert parsed.actually_paid == Decimal(largest) and parsed.pay_amount == Decimal("1.5e-7")
+    with pytest.raises(GatewayProtocolError, match="'amount'"):
+        GatewayPayout.from_wire({"id": "1", "status": "WAITING", "amount": "-2"})
