@@ -12,6 +12,7 @@ from domain.ids import new_payment_id
 from domain.money import format_usd
 from domain.payments import Payment, PaymentStatus, PaymentUpdate, request_fingerprint
 from gateway.errors import GatewayProtocolError, GatewayRejected, GatewayTransientError
+from gateway.models import GatewayPayment
 from services.commands import CreatePaymentRequest
 from services.context import StageContext
 from storage import currencies, payments
@@ -59,7 +60,11 @@ async def create_payment(ctx: StageContext, request: CreatePaymentRequest) -> Pa
         async with transaction(ctx.pool) as conn:
             await payments.release_creation_claim(conn, payment.id)
         raise
+    return await _record_creation(ctx, payment, answer)
 
+
+async def _record_creation(ctx: StageContext, payment: Payment, answer: GatewayPayment) -> Payment:
+    """Store what the gateway opened for this payment and schedule its first poll."""
     first_poll = datetime.now(UTC) + timedelta(seconds=ctx.settings.payments_poll_first_delay)
     async with transaction(ctx.pool) as conn:
         current = await payments.get_payment(conn, payment.id, for_update=True)

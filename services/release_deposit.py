@@ -32,6 +32,19 @@ def _received_value(payment: Payment) -> Decimal:
     )
 
 
+def _amount_to_release(payment: Payment, already: Decimal, credit_usd: Decimal | None) -> Decimal:
+    """What arrived beyond what was credited (``already``), or the smaller amount the operator names."""
+    available = _received_value(payment) - already
+    amount = available if credit_usd is None else credit_usd
+    if amount <= ZERO:
+        raise InvalidRequest(f"nothing to credit: {format_usd(available)} arrived beyond what was credited")
+    if amount > available:
+        raise InvalidRequest(
+            f"{format_usd(amount)} is more than the {format_usd(available)} that arrived", field="credit_usd"
+        )
+    return amount
+
+
 def _check_decision(operator: str, note: str, what: str) -> None:
     if not operator.strip():
         raise InvalidRequest("operator (who decides) is required", field="operator")
@@ -63,14 +76,7 @@ async def release_held_deposit(
                 field="payment_id",
             )
         already = payment.credit_usd if payment.settled_at is not None and payment.credit_usd else ZERO
-        available = _received_value(payment) - already
-        amount = available if credit_usd is None else credit_usd
-        if amount <= ZERO:
-            raise InvalidRequest(f"nothing to credit: {format_usd(available)} arrived beyond what was credited")
-        if amount > available:
-            raise InvalidRequest(
-                f"{format_usd(amount)} is more than the {format_usd(available)} that arrived", field="credit_usd"
-            )
+        amount = _amount_to_release(payment, already, credit_usd)
         # First credit: the payment's own deposit key. Later releases (funds after settlement) are keyed by
         # the cumulative credit they bring the payment to, so each distinct release posts exactly once.
         key = f"deposit:{payment.id}" if payment.settled_at is None else f"deposit:{payment.id}:to:{already + amount}"
