@@ -115,7 +115,9 @@ def test_cross_check_with_node() -> None:
     )
     node = shutil.which("node")
     assert node is not None
-    result = subprocess.run([node, "-e", script], input="\n".join(samples), capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [node, "-e", script], input="\n".join(samples), capture_output=True, text=True, check=True
+    )
     expected = json.loads(result.stdout)
     assert [canonical_json(parse(s)) for s in samples] == expected
 
