@@ -8,6 +8,7 @@ from decimal import Decimal
 import asyncpg
 import structlog
 
+from domain.currencies import Currency
 from domain.errors import InvalidRequest
 from domain.ids import new_withdrawal_id
 from domain.ledger import withdrawal_hold_posting
@@ -15,6 +16,7 @@ from domain.money import format_usd
 from domain.withdrawals import (
     FeeSchedule,
     Withdrawal,
+    WithdrawalQuote,
     WithdrawalStatus,
     network_fee_in_usd,
     quote_withdrawal,
@@ -76,6 +78,36 @@ async def request_withdrawal(ctx: StageContext, request: WithdrawalRequest) -> R
         existing = await withdrawals.find_by_request_id(conn, request.request_id)
     if currency is None:
         raise InvalidRequest(f"unknown currency {request.currency_code!r}", field="currency_code")
+    destination = _destination(request, currency)
+    if existing is not None:
+        return _replay(existing, destination.fingerprint)
+    if not currency.active:
+        raise InvalidRequest(f"currency {currency.code!r} is not active", field="currency_code")
+    fees = fee_schedule(ctx.settings, currency.code)
+    if ctx.settings.payouts_enabled:
+        fees = replace(fees, network_fee_usd=await gateway_network_fee_usd(ctx, currency.code, request.amount_usd))
+    result = await _record_and_hold(ctx, request, destination, quote_withdrawal(request.amount_usd, fees))
+    if result.created:
+        log.info(
+            "withdrawal_requested",
+            withdrawal_id=result.withdrawal.id,
+            user_id=request.user_id,
+            amount_usd=format_usd(result.withdrawal.amount_usd),
+            currency=currency.code,
+        )
+    return result
+
+
+@dataclass(frozen=True)
+class _Destination:
+    currency_code: str
+    address: str
+    extra_id: str | None
+    fingerprint: str
+
+
+def _destination(request: WithdrawalRequest, currency: Currency) -> _Destination:
+    """The checked address and memo, and the fingerprint a replay of this request must match."""
     address, extra_id = validate_destination(
         request.wallet_address,
         request.extra_id,
@@ -91,46 +123,30 @@ async def request_withdrawal(ctx: StageContext, request: WithdrawalRequest) -> R
         wallet_address=address,
         extra_id=extra_id,
     )
-    if existing is not None:
-        return _replay(existing, fingerprint)
-    if not currency.active:
-        raise InvalidRequest(f"currency {currency.code!r} is not active", field="currency_code")
-    fees = fee_schedule(ctx.settings, currency.code)
-    if ctx.settings.payouts_enabled:
-        fees = replace(fees, network_fee_usd=await gateway_network_fee_usd(ctx, currency.code, request.amount_usd))
-    quote = quote_withdrawal(request.amount_usd, fees)
+    return _Destination(currency.code, address, extra_id, fingerprint)
 
+
+async def _record_and_hold(
+    ctx: StageContext, request: WithdrawalRequest, destination: _Destination, quote: WithdrawalQuote
+) -> RequestResult:
+    """Insert the withdrawal and hold its amount in one transaction (or find the concurrent twin's)."""
     async with transaction(ctx.pool) as conn:
         created = await withdrawals.insert_withdrawal(
             conn,
             withdrawal_id=new_withdrawal_id(),
             request_id=request.request_id,
-            fingerprint=fingerprint,
+            fingerprint=destination.fingerprint,
             user_id=request.user_id,
-            currency_code=currency.code,
-            wallet_address=address,
-            extra_id=extra_id,
+            currency_code=destination.currency_code,
+            wallet_address=destination.address,
+            extra_id=destination.extra_id,
             quote=quote,
         )
         if created is None:  # a concurrent twin inserted it first
             existing = await withdrawals.find_by_request_id(conn, request.request_id)
             assert existing is not None
-            return _replay(existing, fingerprint)
-        try:
-            async with conn.transaction():  # savepoint: a refused hold must not look like a crash
-                await ledger.post(
-                    conn,
-                    withdrawal_hold_posting(
-                        withdrawal_id=created.id, user_id=request.user_id, amount_usd=quote.amount_usd
-                    ),
-                )
-        except asyncpg.CheckViolationError as exc:
-            if exc.constraint_name != "balance_not_negative":
-                raise
-            raise InsufficientFunds(
-                f"insufficient funds: the available balance does not cover {format_usd(quote.amount_usd)}",
-                field="amount_usd",
-            ) from None
+            return _replay(existing, destination.fingerprint)
+        await _hold(conn, created.id, request.user_id, quote.amount_usd)
         await withdrawals.add_event(
             conn,
             created.id,
@@ -140,14 +156,22 @@ async def request_withdrawal(ctx: StageContext, request: WithdrawalRequest) -> R
             note="requested",
             detail={"total_fee_usd": quote.total_fee_usd, "final_amount_usd": quote.final_amount_usd},
         )
-    log.info(
-        "withdrawal_requested",
-        withdrawal_id=created.id,
-        user_id=request.user_id,
-        amount_usd=format_usd(quote.amount_usd),
-        currency=currency.code,
-    )
     return RequestResult(created, created=True)
+
+
+async def _hold(conn: asyncpg.Connection, withdrawal_id: str, user_id: str, amount_usd: Decimal) -> None:
+    try:
+        async with conn.transaction():  # savepoint: a refused hold must not look like a crash
+            await ledger.post(
+                conn, withdrawal_hold_posting(withdrawal_id=withdrawal_id, user_id=user_id, amount_usd=amount_usd)
+            )
+    except asyncpg.CheckViolationError as exc:
+        if exc.constraint_name != "balance_not_negative":
+            raise
+        raise InsufficientFunds(
+            f"insufficient funds: the available balance does not cover {format_usd(amount_usd)}",
+            field="amount_usd",
+        ) from None
 
 
 def _replay(existing: Withdrawal, fingerprint: str) -> RequestResult:
