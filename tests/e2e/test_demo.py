@@ -87,3 +87,27 @@ def test_demo_against_the_real_postgres_and_redis(launcher, demo_dir, database_u
     assert "embedded Postgres" not in stdout and "embedded Redis" not in stdout
     assert "migrations applied: none (up to date)" in stdout
     _check_demo_story(stdout)
+
+
+def test_demo_keep_running_explains_itself_and_sigterm_stops_everything(launcher, demo_dir, tmp_path):
+    """`--keep-running` prints how to reach the API, the operator API, the CLI and Redis; SIGTERM to the
+    demo alone (not its group) stops every child, the embedded servers too, and leaves no temporary folder."""
+    private_tmp = tmp_path / "tmp"
+    private_tmp.mkdir()
+    env = minimal_env(DEMO_DATA_DIR=str(demo_dir), TMPDIR=str(private_tmp))
+    proc = launcher.start("demo", "--keep-running", env=env, name="demo-keep")
+    proc.wait_for_output("processes keep running", timeout=DEMO_TIMEOUT)
+    wait_until(lambda: "demo | " in proc.stdout.rsplit("processes keep running", 1)[1], timeout=10, what="help")
+    help_text = proc.stdout.rsplit("processes keep running", 1)[1]
+    for what in ("API ", "operator API", "CLI ", "redis-cli", "Authorization: Bearer", "DATABASE_URL="):
+        assert what in help_text, help_text
+    assert processes_using(demo_dir), "the embedded servers should be running from the demo folder"
+
+    code, seconds = proc.terminate_and_wait(timeout=60)
+    assert code == 130, proc.output[-3000:]
+    assert "interrupted: every process the demo started has been stopped" in proc.stdout
+    assert "did not stop" not in proc.stdout, "a child had to be killed"
+    assert proc.live_group() == []
+    wait_until(lambda: processes_using(demo_dir) == [], timeout=10, what="embedded servers stopped")
+    assert list(private_tmp.iterdir()) == [], "temporary files left behind"
+    print(f"demo stopped {seconds:.1f} s after SIGTERM")
