@@ -35,6 +35,11 @@ _CHECKS: tuple[tuple[str, str], ...] = (
         """,
     ),
     (
+        "ledger_does_not_sum_to_zero",
+        "SELECT 'all entries' AS subject, format('sum to %s', sum(amount)) AS detail FROM ledger_entries"
+        " HAVING sum(amount) <> 0",
+    ),
+    (
         "negative_balance",
         "SELECT code AS subject, format('balance %s', balance) AS detail FROM ledger_accounts"
         " WHERE balance < 0 ORDER BY id",
@@ -141,6 +146,13 @@ _CHECKS: tuple[tuple[str, str], ...] = (
 )
 
 CHECK_NAMES = tuple(name for name, _ in _CHECKS)
+# The rules the schema itself enforces on the ledger, without looking at payments or withdrawals.
+LEDGER_CHECKS = (
+    "unbalanced_transaction",
+    "balance_differs_from_entries",
+    "ledger_does_not_sum_to_zero",
+    "negative_balance",
+)
 
 
 @dataclass(frozen=True)
@@ -150,10 +162,20 @@ class Difference:
     detail: str
 
 
-async def find_differences(conn: asyncpg.Connection) -> list[Difference]:
-    """Every difference, check by check, read in one snapshot (REPEATABLE READ, read only)."""
-    differences: list[Difference] = []
+async def find_differences(conn: asyncpg.Connection, checks: tuple[str, ...] = CHECK_NAMES) -> list[Difference]:
+    """Every difference the named checks find, read in one snapshot (REPEATABLE READ, read only).
+
+    Inside a transaction the caller already holds, the checks read that transaction's view instead.
+    """
+    if conn.is_in_transaction():
+        return await _run_checks(conn, checks)
     async with conn.transaction(isolation="repeatable_read", readonly=True):
-        for name, sql in _CHECKS:
+        return await _run_checks(conn, checks)
+
+
+async def _run_checks(conn: asyncpg.Connection, checks: tuple[str, ...]) -> list[Difference]:
+    differences: list[Difference] = []
+    for name, sql in _CHECKS:
+        if name in checks:
             differences.extend(Difference(name, row["subject"], row["detail"]) for row in await conn.fetch(sql))
     return differences
