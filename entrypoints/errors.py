@@ -23,6 +23,7 @@ from services.apply_status import UnknownPayment
 from services.decide_withdrawal import WithdrawalNotFound
 from services.request_withdrawal import InsufficientFunds
 from settings import SettingsError
+from workers.dead_letters import DeadLetterNotFound
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ ERRORS: dict[type[BaseException], ErrorOutcome] = {
     InsufficientFunds: ErrorOutcome(409, "insufficient_funds", EXIT_REFUSED),
     WithdrawalNotFound: ErrorOutcome(404, "not_found", EXIT_NOT_FOUND),
     UnknownPayment: ErrorOutcome(404, "unknown_payment", EXIT_NOT_FOUND),
+    DeadLetterNotFound: ErrorOutcome(404, "not_found", EXIT_NOT_FOUND),
     InvalidSignature: ErrorOutcome(401, "invalid_signature", EXIT_REFUSED),
     GatewayTransientError: ErrorOutcome(503, "gateway_unavailable", EXIT_UNAVAILABLE),
     GatewayProtocolError: ErrorOutcome(502, "gateway_protocol_error", EXIT_UNAVAILABLE),

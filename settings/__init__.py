@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     # Platform
     database_url: SecretStr
     redis_url: SecretStr
+    # Prefix of every Redis key the broker writes (queues, dead letters): lets several deployments or test
+    # runs share one Redis without seeing each other's messages.
+    broker_namespace: str = Field(default="dramatiq", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     port: int = Field(default=8000, ge=1, le=65535)
     api_token: SecretStr | None = None
     public_base_url: str | None = None
@@ -75,6 +78,10 @@ class Settings(BaseSettings):
     # Worker processes (`payments worker`): dramatiq --processes / --threads
     worker_processes: int = Field(default=2, ge=1, le=64)
     worker_threads: int = Field(default=8, ge=1, le=256)
+    # Where `payments worker` serves its Prometheus metrics (message counts, durations, failures by actor);
+    # unset = no worker metrics endpoint (e.g. on a platform that routes no traffic to workers).
+    worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    worker_metrics_host: str = "0.0.0.0"  # noqa: S104 - a scrape target listens on every interface by default
 
     # Database pool per process
     db_pool_min: int = Field(default=1, ge=0)

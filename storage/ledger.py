@@ -9,7 +9,7 @@ from decimal import Decimal
 import asyncpg
 
 from domain.ledger import AccountRef, LedgerPosting
-from domain.money import ZERO
+from storage.reconcile import LEDGER_CHECKS, find_differences
 
 
 async def ensure_accounts(conn: asyncpg.Connection, refs: list[AccountRef]) -> dict[AccountRef, int]:
@@ -171,25 +171,8 @@ async def user_history(
 
 
 async def invariant_violations(conn: asyncpg.Connection) -> list[str]:
-    """Audit query for tests and operators: every rule the schema enforces, checked from scratch."""
-    problems: list[str] = []
-    unbalanced = await conn.fetch(
-        "SELECT transaction_id, sum(amount) AS total FROM ledger_entries"
-        " GROUP BY transaction_id HAVING sum(amount) <> 0 OR count(*) < 2"
-    )
-    problems += [f"transaction {r['transaction_id']} sums to {r['total']}" for r in unbalanced]
-    drifted = await conn.fetch(
-        """
-        SELECT a.code, a.balance, coalesce(sum(e.amount), 0) AS total
-          FROM ledger_accounts a LEFT JOIN ledger_entries e ON e.account_id = a.id
-         WHERE a.tracks_balance
-         GROUP BY a.id HAVING a.balance <> coalesce(sum(e.amount), 0)
-        """
-    )
-    problems += [f"account {r['code']} balance {r['balance']} != entries {r['total']}" for r in drifted]
-    negative = await conn.fetch("SELECT code, balance FROM ledger_accounts WHERE balance < 0")
-    problems += [f"account {r['code']} is negative: {r['balance']}" for r in negative]
-    total = await conn.fetchval("SELECT coalesce(sum(amount), 0) FROM ledger_entries")
-    if total != ZERO:
-        problems.append(f"ledger sums to {total}")
-    return problems
+    """Audit for tests: every rule the schema enforces on the ledger, checked from scratch, one line each.
+
+    `payments reconcile` runs these and also matches postings against payments and withdrawals.
+    """
+    return [f"{d.check}: {d.subject}: {d.detail}" for d in await find_differences(conn, LEDGER_CHECKS)]

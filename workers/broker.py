@@ -78,19 +78,30 @@ class PaymentsRedisBroker(RedisBroker):
 
 
 def build_broker(
-    settings: Settings, *, namespace: str = "dramatiq", runtime: StageRuntime | None = None
+    settings: Settings,
+    *,
+    namespace: str | None = None,
+    runtime: StageRuntime | None = None,
+    metrics: bool = False,
 ) -> RedisBroker:
     """A Redis broker with our runtime (event loop, pool, gateway client) and dead-letter logging.
 
-    ``runtime=None`` builds a broker for senders only (the web process, the scheduler).
+    ``runtime=None`` builds a broker for senders only (the web process, the scheduler). ``namespace``
+    defaults to ``BROKER_NAMESPACE``. ``metrics`` adds dramatiq's Prometheus middleware (message counts,
+    durations and failures by actor), served by the worker CLI on ``WORKER_METRICS_PORT``.
     """
     broker = PaymentsRedisBroker(
         url=settings.redis_url.get_secret_value(),
-        namespace=namespace,
+        namespace=namespace or settings.broker_namespace,
         maintenance_chance=MAINTENANCE_CHANCE,
     )
     if runtime is not None:
         broker.add_middleware(runtime)
     broker.add_middleware(DeadLetterLog())
+    if metrics:
+        # Imported only here: the module reads its port and directory from the environment at import.
+        from dramatiq.middleware.prometheus import Prometheus
+
+        broker.add_middleware(Prometheus())
     dramatiq.set_broker(broker)
     return broker

@@ -13,5 +13,5 @@ from workers.runtime import StageRuntime
 
 settings = load_settings()
 configure_logging(settings)
-broker = build_broker(settings, runtime=StageRuntime(settings))
+broker = build_broker(settings, runtime=StageRuntime(settings), metrics=settings.worker_metrics_port is not None)
 actors = declare_actors(broker)

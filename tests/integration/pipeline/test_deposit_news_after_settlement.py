@@ -28,6 +28,7 @@ from services.release_deposit import release_held_deposit
 from services.settle_deposit import settle_deposit
 from settings import IPN_PATH
 from storage import ledger, payments
+from tests.integration.metrics_text import metric_samples
 from tests.integration.stack import IPN_SECRET, Stack, eventually
 
 
@@ -76,7 +77,7 @@ async def _metrics(stack: Stack) -> dict[str, str]:
     async with stack.http.get(stack.web_url + "/metrics") as response:
         assert response.status == 200
         text = await response.text()
-    return dict(line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#"))
+    return metric_samples(text)
 
 
 async def _no_violations(stack: Stack) -> None:

@@ -31,6 +31,7 @@ from services.settle_deposit import settle_deposit
 from settings import IPN_PATH
 from storage import payments
 from tests.conftest import REDIS_URL
+from tests.integration.metrics_text import metric_samples
 from tests.integration.stack import API_TOKEN, IPN_SECRET, Stack, eventually, free_port
 
 DECIMAL_STRING = re.compile(r"^-?\d+(\.\d+)?$")
@@ -407,9 +408,9 @@ async def test_payment_view_qr_health_and_metrics(database_url, redis_namespace)
 
         status, text, response = await _get(stack, "/metrics", token=None)
         assert status == 200 and response.content_type == "text/plain"
-        lines = text.decode().splitlines()
-        assert 'payments_total{status="pending"} 1' in lines
-        assert "payments_held_for_review 0" in lines and "ledger_transactions_total 0" in lines
+        samples = metric_samples(text.decode())
+        assert samples['payments_total{status="pending"}'] == "1"
+        assert samples["payments_held_for_review"] == "0" and samples["ledger_transactions_total"] == "0"
 
 
 async def test_healthz_reports_a_failing_dependency_with_503(database_url, redis_namespace):

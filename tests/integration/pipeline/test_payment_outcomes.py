@@ -19,6 +19,7 @@ from services.create_payment import create_payment
 from services.poll_status import poll_status
 from services.settle_deposit import settle_deposit
 from storage import ledger, payments
+from tests.integration.metrics_text import metric_samples
 from tests.integration.stack import Stack, eventually
 
 
@@ -63,7 +64,7 @@ async def _metrics(stack: Stack) -> dict[str, str]:
     async with stack.http.get(stack.web_url + "/metrics") as response:
         assert response.status == 200
         text = await response.text()
-    return dict(line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#"))
+    return metric_samples(text)
 
 
 async def _set_expires_at(stack: Stack, payment_id: str, moment: datetime) -> None:

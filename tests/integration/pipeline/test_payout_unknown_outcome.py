@@ -21,6 +21,7 @@ from services.process_withdrawal import process_withdrawal as process_withdrawal
 from services.withdrawal_transitions import move_withdrawal
 from storage import withdrawals
 from storage.db import transaction
+from tests.integration.metrics_text import metric_samples
 from tests.integration.pipeline.test_withdrawal_payouts import (
     approved_withdrawal,
     payout_posts,
@@ -50,7 +51,7 @@ async def metric(stack: Stack, name: str) -> str:
     async with stack.http.get(stack.web_url + "/metrics") as response:
         assert response.status == 200
         text = await response.text()
-    return dict(line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#"))[name]
+    return metric_samples(text)[name]
 
 
 async def expire_lease(stack: Stack, wid: str) -> None:
