@@ -9,6 +9,8 @@ process the demo started stops by itself (none killed for hanging, none left run
 from __future__ import annotations
 
 import re
+import shutil
+import tempfile
 from decimal import Decimal
 from pathlib import Path
 
@@ -21,12 +23,20 @@ STATUS_ORDER = ["pending", "confirming", "confirmed", "partially_paid", "complet
 
 
 @pytest.fixture
-def demo_dir(tmp_path: Path):
-    """The demo's data folder (it wipes and recreates it); whatever still runs from it is killed at the end."""
-    path = tmp_path / "demo-data"
+def demo_dir():
+    """The demo's data folder (it wipes and recreates it); whatever still runs from it is killed at the end.
+
+    Not under pytest's tmp_path: run as root, the embedded Postgres runs as another user and needs to
+    traverse the folders above its data, and every pytest session that starts makes its own
+    /tmp/pytest-of-<user> private again (0700), which would pull the ground from under a running demo.
+    """
+    parent = Path(tempfile.mkdtemp(prefix="payments-demo-"))
+    parent.chmod(0o755)
+    path = parent / "demo-data"
     yield path
     leftovers = processes_using(path)
     kill_pids(leftovers)
+    shutil.rmtree(parent, ignore_errors=True)
     assert leftovers == [], f"processes left running from {path}: {leftovers}"
 
 
