@@ -1,0 +1,48 @@
+"""What every handler shares: the process's resources on the app, JSON answers, JSON bodies."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from domain.errors import InvalidRequest
+from services.context import StageContext
+
+
+@dataclass
+class WebRuntime:
+    """Filled at startup on the server's loop (pool, gateway client, broker), or given by a test."""
+
+    ctx: StageContext | None = None
+    health_checks: list[tuple[str, Callable[[], Awaitable[Any]]]] = field(default_factory=list)
+
+
+RUNTIME = web.AppKey("runtime", WebRuntime)
+
+
+def stage_context(request: web.Request) -> StageContext:
+    """The use cases' context of the app serving ``request``."""
+    ctx = request.app[RUNTIME].ctx
+    assert ctx is not None, "web runtime not started"
+    return ctx
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status, dumps=lambda value: json.dumps(value, ensure_ascii=False))
+
+
+def error_response(status: int, code: str, message: str) -> web.Response:
+    """The one shape of every error answer: ``{"error": code, "message": message}``."""
+    return json_response({"error": code, "message": message}, status=status)
+
+
+async def json_body(request: web.Request) -> Any:
+    """The request's body decoded as JSON, or `InvalidRequest`."""
+    try:
+        return await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise InvalidRequest("body must be a JSON object") from None
