@@ -38,11 +38,39 @@ async def require_api_token(request: web.Request, handler: Handler) -> web.Strea
     return await handler(request)
 
 
+# aiohttp's own refusals (no such route, wrong method, body too large...), in the words of ours.
+_FRAMEWORK_CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    408: "request_timeout",
+    413: "too_large",
+}
+
+
+def _framework_error(request: web.Request, exc: web.HTTPException) -> web.Response:
+    code = _FRAMEWORK_CODES.get(exc.status, exc.reason.lower().replace(" ", "_"))
+    if exc.status == 404:
+        message = "no such route"
+    elif exc.status == 405:
+        message = f"{request.method} is not allowed here; allowed: {exc.headers.get('Allow', 'none')}"
+    else:
+        message = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else exc.reason
+    response = error_response(exc.status, code, message)
+    if "Allow" in exc.headers:
+        response.headers["Allow"] = exc.headers["Allow"]
+    return response
+
+
 @web.middleware
 async def answer_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every error listed in `entrypoints.errors.ERRORS` becomes its JSON answer; anything else is a bug."""
+    """Every error listed in `entrypoints.errors.ERRORS`, and aiohttp's own, becomes a JSON answer."""
     try:
         return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return _framework_error(request, exc)
     except (Exception, SettingsError) as exc:
         outcome = outcome_for(exc)
         if outcome is None:

@@ -1,0 +1,71 @@
+"""The web app under hostile and careless requests: a JSON 4xx every time, never a 500 or a traceback.
+
+Requests go over real sockets to the Stack's web app. Some are written byte by byte
+(``raw_http``) because an HTTP client library refuses to send them: header bytes that are not
+UTF-8, a body that stops halfway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from settings import IPN_PATH, PAYOUT_IPN_PATH
+from tests.integration.stack import API_TOKEN, Stack
+
+# Only a guard so that a server that never answers fails the test instead of hanging it.
+NO_ANSWER_GUARD = 20.0
+IPN_ROUTES = (IPN_PATH, PAYOUT_IPN_PATH)
+
+
+async def raw_http(stack: Stack, head: bytes, body: bytes = b"") -> tuple[int, Any]:
+    """Send ``head`` (request line and headers, no blank line) and ``body`` as given; return status and JSON."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", stack.web_port)
+    try:
+        writer.write(head + b"\r\nConnection: close\r\n\r\n" + body)
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), NO_ANSWER_GUARD)
+    finally:
+        writer.close()
+    status_line, _, rest = answer.partition(b"\r\n")
+    _, _, payload = rest.partition(b"\r\n\r\n")
+    status = int(status_line.split()[1])
+    try:
+        return status, json.loads(payload)
+    except ValueError:
+        return status, payload.decode("latin-1")
+
+
+def _auth(token: str = API_TOKEN) -> bytes:
+    return f"Authorization: Bearer {token}".encode()
+
+
+def assert_json_error(status: int, body: Any, want_status: int, want_code: str | None = None) -> None:
+    assert status == want_status, (status, body)
+    assert isinstance(body, dict) and set(body) == {"error", "message"}, body
+    assert isinstance(body["message"], str) and "Traceback" not in body["message"], body
+    if want_code is not None:
+        assert body["error"] == want_code, body
+
+
+async def test_framework_errors_answer_json_like_ours(database_url, redis_namespace):
+    async with Stack(database_url, redis_namespace, ipn=False, start_worker=False) as stack:
+        headers = {"Authorization": f"Bearer {API_TOKEN}"}
+        for path in ("/nowhere", "/v1/nowhere", "/v1/payments"):
+            async with stack.http.get(stack.web_url + path, headers=headers) as response:
+                assert_json_error(response.status, await response.json(content_type=None), 404, "not_found")
+        for method, path in (("GET", "/v1/deposits"), ("PUT", IPN_PATH), ("DELETE", "/v1/withdrawals/WD_x")):
+            async with stack.http.request(method, stack.web_url + path, headers=headers) as response:
+                body = await response.json(content_type=None)
+                assert_json_error(response.status, body, 405, "method_not_allowed")
+                assert response.headers.get("Allow"), "a 405 still says what is allowed"
+        too_big = json.dumps({"request_id": "r", "description": "x" * 400_000}).encode()
+        for path in ("/v1/deposits", "/v1/withdrawals", IPN_PATH):
+            async with stack.http.post(stack.web_url + path, data=too_big, headers=headers) as response:
+                assert_json_error(response.status, await response.json(content_type=None), 413, "too_large")
+
+
+def _deep_ipn_body(levels: int) -> bytes:
+    inner = b'{"payment_id": 1, "payment_status": "finished", "x": ' + b'{"a":' * levels + b"1" + b"}" * levels + b"}"
+    return inner + b" " * (60_000 - len(inner))
