@@ -22,9 +22,11 @@ OPERATOR_PREFIX = "/v1/operator/"
 
 
 def _bearer_matches(request: web.Request, token: SecretStr | None) -> bool:
-    header = request.headers.get("Authorization", "")
-    given = header.removeprefix("Bearer ").encode() if header.startswith("Bearer ") else b""
-    return token is not None and hmac.compare_digest(given, token.get_secret_value().encode())
+    """``Authorization: Bearer <token>``, the scheme in any case (RFC 9110 §11.1)."""
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if token is None or scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(given.encode(), token.get_secret_value().encode())
 
 
 @web.middleware

@@ -66,6 +66,17 @@ async def test_framework_errors_answer_json_like_ours(database_url, redis_namesp
                 assert_json_error(response.status, await response.json(content_type=None), 413, "too_large")
 
 
+async def test_the_bearer_scheme_is_case_insensitive(database_url, redis_namespace):
+    async with Stack(database_url, redis_namespace, ipn=False, start_worker=False) as stack:
+        url = stack.web_url + "/v1/users/someone/balance"
+        for scheme in ("Bearer", "bearer", "BEARER", "bEaReR"):
+            async with stack.http.get(url, headers={"Authorization": f"{scheme} {API_TOKEN}"}) as response:
+                assert response.status == 200, scheme
+        for header in (f"Basic {API_TOKEN}", f"Bearer{API_TOKEN}", f"Bearer {API_TOKEN} extra", "bearer "):
+            async with stack.http.get(url, headers={"Authorization": header}) as response:
+                assert_json_error(response.status, await response.json(), 401, "unauthorized")
+
+
 def _deep_ipn_body(levels: int) -> bytes:
     inner = b'{"payment_id": 1, "payment_status": "finished", "x": ' + b'{"a":' * levels + b"1" + b"}" * levels + b"}"
     return inner + b" " * (60_000 - len(inner))
