@@ -24,8 +24,8 @@ OPERATOR_PREFIX = "/v1/operator/"
 def _bearer_matches(request: web.Request, token: SecretStr | None) -> bool:
     """``Authorization: Bearer <token>``, the scheme in any case (RFC 9110 §11.1)."""
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    if token is None or scheme.lower() != "bearer":
-        return False
+    if token is None or scheme.lower() != "bearer" or not given.isascii():
+        return False  # a token is ASCII; aiohttp keeps other header bytes as unencodable surrogates
     return hmac.compare_digest(given.encode(), token.get_secret_value().encode())
 
 

@@ -77,6 +77,27 @@ async def test_the_bearer_scheme_is_case_insensitive(database_url, redis_namespa
                 assert_json_error(response.status, await response.json(), 401, "unauthorized")
 
 
+async def test_a_non_ascii_authorization_header_is_a_401_on_every_api_route(database_url, redis_namespace):
+    async with Stack(database_url, redis_namespace, ipn=False, start_worker=False) as stack:
+        routes = [
+            b"GET /v1/users/u1/balance",
+            b"GET /v1/users/u1/transactions",
+            b"GET /v1/payments/PAY_1",
+            b"GET /v1/payments/PAY_1/qr.svg",
+            b"GET /v1/deposits/req-1",
+            b"POST /v1/deposits",
+            b"POST /v1/withdrawals",
+            b"GET /v1/withdrawals/WD_1",
+            b"POST /v1/withdrawals/WD_1/cancel",
+            b"POST /v1/operator/withdrawals/WD_1/approve",
+        ]
+        for route in routes:
+            for value in (b"Bearer \xe9\xff", "Bearer tökén".encode(), b"\xe9 " + API_TOKEN.encode()):
+                head = route + b" HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nAuthorization: " + value
+                status, body = await raw_http(stack, head, b"{}")
+                assert_json_error(status, body, 401, "unauthorized")
+
+
 def _deep_ipn_body(levels: int) -> bytes:
     inner = b'{"payment_id": 1, "payment_status": "finished", "x": ' + b'{"a":' * levels + b"1" + b"}" * levels + b"}"
     return inner + b" " * (60_000 - len(inner))
