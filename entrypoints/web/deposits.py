@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from entrypoints.web.http import json_body, json_response, stage_context
+from entrypoints.web.http import json_body, json_response, path_id, stage_context
 from entrypoints.web.presenters import payment_view
 from services.commands import CreatePaymentRequest
 from services.errors import PaymentNotFound
@@ -23,7 +23,7 @@ async def post_deposit(request: web.Request) -> web.Response:
 
 async def get_deposit(request: web.Request) -> web.Response:
     async with stage_context(request).pool.acquire() as conn:
-        payment = await payments.find_by_request_id(conn, request.match_info["request_id"])
+        payment = await payments.find_by_request_id(conn, path_id(request, "request_id"))
     if payment is None:
         raise PaymentNotFound("no payment for this request_id (yet)")
     return json_response(payment_view(payment))

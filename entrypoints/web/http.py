@@ -11,6 +11,7 @@ from aiohttp import web
 
 from domain.errors import InvalidRequest
 from services.context import StageContext
+from services.validation import MAX_REF_LENGTH
 
 
 @dataclass
@@ -38,6 +39,16 @@ def json_response(data: Any, status: int = 200) -> web.Response:
 def error_response(status: int, code: str, message: str) -> web.Response:
     """The one shape of every error answer: ``{"error": code, "message": message}``."""
     return json_response({"error": code, "message": message}, status=status)
+
+
+def path_id(request: web.Request, name: str) -> str:
+    """An id from the URL path, refused unless it could be one of ours (Postgres text cannot hold NUL)."""
+    value = request.match_info[name]
+    if not 1 <= len(value) <= MAX_REF_LENGTH:
+        raise InvalidRequest(f"must be 1 to {MAX_REF_LENGTH} characters", field=name)
+    if not value.isprintable():
+        raise InvalidRequest("must not contain control characters", field=name)
+    return value
 
 
 async def json_body(request: web.Request) -> Any:

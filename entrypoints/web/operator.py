@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from entrypoints.web.http import error_response, json_body, stage_context
+from entrypoints.web.http import error_response, json_body, path_id, stage_context
 from entrypoints.web.withdrawals import withdrawal_answer
 from services.commands import OperatorDecisionBody
 from services.decide_withdrawal import approve_withdrawal, complete_withdrawal_manually, reject_withdrawal
@@ -12,8 +12,9 @@ from services.validation import shown
 
 
 async def post_operator_decision(request: web.Request) -> web.Response:
+    withdrawal_id, action = path_id(request, "withdrawal_id"), request.match_info["action"]
     body = OperatorDecisionBody.from_body(await json_body(request))
-    withdrawal_id, action, note = request.match_info["withdrawal_id"], request.match_info["action"], body.note or ""
+    note = body.note or ""
     ctx = stage_context(request)
     if action == "approve":
         withdrawal = await approve_withdrawal(ctx, withdrawal_id, operator=body.operator, note=note)

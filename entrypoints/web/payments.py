@@ -6,7 +6,7 @@ from aiohttp import web
 
 from domain.payments import Payment
 from domain.qr import qr_svg
-from entrypoints.web.http import json_response, stage_context
+from entrypoints.web.http import json_response, path_id, stage_context
 from entrypoints.web.presenters import payment_uri_for, payment_view
 from services.errors import PaymentNotFound
 from storage import payments
@@ -14,7 +14,7 @@ from storage import payments
 
 async def _payment(request: web.Request) -> Payment | None:
     async with stage_context(request).pool.acquire() as conn:
-        return await payments.get_payment(conn, request.match_info["payment_id"])
+        return await payments.get_payment(conn, path_id(request, "payment_id"))
 
 
 async def get_payment(request: web.Request) -> web.Response:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from domain.errors import InvalidRequest
-from entrypoints.web.http import json_response, stage_context
+from entrypoints.web.http import json_response, path_id, stage_context
 from entrypoints.web.presenters import balance_view, history_item_view
 from storage import ledger
 
@@ -14,7 +14,7 @@ MAX_PAGE = 100
 
 async def get_balance(request: web.Request) -> web.Response:
     async with stage_context(request).pool.acquire() as conn:
-        balance = await ledger.user_balance(conn, request.match_info["user_id"])
+        balance = await ledger.user_balance(conn, path_id(request, "user_id"))
     return json_response(balance_view(balance))
 
 
@@ -26,7 +26,7 @@ async def get_transactions(request: web.Request) -> web.Response:
     except ValueError:
         raise InvalidRequest("limit and before must be integers") from None
     async with stage_context(request).pool.acquire() as conn:
-        items = await ledger.user_history(conn, request.match_info["user_id"], limit=limit, before_entry_id=before)
+        items = await ledger.user_history(conn, path_id(request, "user_id"), limit=limit, before_entry_id=before)
     page = [history_item_view(item) for item in items]
     next_before = items[-1].entry_id if len(items) == limit else None
     return json_response({"items": page, "next_before": next_before})

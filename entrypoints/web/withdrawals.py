@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from domain.withdrawals import Withdrawal
-from entrypoints.web.http import json_body, json_response, stage_context
+from entrypoints.web.http import json_body, json_response, path_id, stage_context
 from entrypoints.web.presenters import withdrawal_event_view, withdrawal_view
 from services.commands import CancelWithdrawalBody, WithdrawalRequest
 from services.decide_withdrawal import cancel_withdrawal
@@ -30,15 +30,16 @@ async def post_withdrawal(request: web.Request) -> web.Response:
 
 async def get_withdrawal(request: web.Request) -> web.Response:
     async with stage_context(request).pool.acquire() as conn:
-        withdrawal = await withdrawals.get_withdrawal(conn, request.match_info["withdrawal_id"])
+        withdrawal = await withdrawals.get_withdrawal(conn, path_id(request, "withdrawal_id"))
     if withdrawal is None:
         raise WithdrawalNotFound("no such withdrawal")
     return await withdrawal_answer(request, withdrawal)
 
 
 async def post_withdrawal_cancel(request: web.Request) -> web.Response:
+    withdrawal_id = path_id(request, "withdrawal_id")
     body = CancelWithdrawalBody.from_body(await json_body(request) if request.can_read_body else {})
     withdrawal = await cancel_withdrawal(
-        stage_context(request), request.match_info["withdrawal_id"], user_id=body.user_id, note=body.note or ""
+        stage_context(request), withdrawal_id, user_id=body.user_id, note=body.note or ""
     )
     return await withdrawal_answer(request, withdrawal)

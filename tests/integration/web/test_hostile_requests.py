@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from settings import IPN_PATH, PAYOUT_IPN_PATH
-from tests.integration.stack import API_TOKEN, Stack
+from tests.integration.stack import API_TOKEN, OPERATOR_TOKEN, Stack
 
 # Only a guard so that a server that never answers fails the test instead of hanging it.
 NO_ANSWER_GUARD = 20.0
@@ -96,6 +96,25 @@ async def test_a_non_ascii_authorization_header_is_a_401_on_every_api_route(data
                 head = route + b" HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nAuthorization: " + value
                 status, body = await raw_http(stack, head, b"{}")
                 assert_json_error(status, body, 401, "unauthorized")
+
+
+async def test_a_nul_or_control_character_in_a_path_id_is_a_400(database_url, redis_namespace):
+    async with Stack(database_url, redis_namespace, ipn=False, start_worker=False) as stack:
+        for bad in ("a%00b", "%00", "a%0Ab", "x" * 300):
+            for method, path, token, body in (
+                ("GET", f"/v1/payments/{bad}", API_TOKEN, b""),
+                ("GET", f"/v1/payments/{bad}/qr.svg", API_TOKEN, b""),
+                ("GET", f"/v1/deposits/{bad}", API_TOKEN, b""),
+                ("GET", f"/v1/users/{bad}/balance", API_TOKEN, b""),
+                ("GET", f"/v1/users/{bad}/transactions", API_TOKEN, b""),
+                ("GET", f"/v1/withdrawals/{bad}", API_TOKEN, b""),
+                ("POST", f"/v1/withdrawals/{bad}/cancel", API_TOKEN, b'{"user_id": "u1"}'),
+                ("POST", f"/v1/operator/withdrawals/{bad}/approve", OPERATOR_TOKEN, b'{"operator": "alice"}'),
+            ):
+                head = f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n".encode()
+                status, answer = await raw_http(stack, head + _auth(token), body)
+                assert_json_error(status, answer, 400, "invalid_request")
+                assert answer["message"].startswith(("payment_id:", "request_id:", "user_id:", "withdrawal_id:"))
 
 
 def _deep_ipn_body(levels: int) -> bytes:
