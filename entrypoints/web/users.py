@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from aiohttp import web
 
 from domain.errors import InvalidRequest
@@ -10,6 +12,18 @@ from entrypoints.web.presenters import balance_view, history_item_view
 from storage import ledger
 
 MAX_PAGE = 100
+MAX_ENTRY_ID = 2**63 - 1  # ledger entry ids are Postgres bigint
+_INTEGER = re.compile(r"-?[0-9]{1,19}")
+
+
+def _query_integer(request: web.Request, name: str) -> int | None:
+    """An integer query parameter small enough for a bigint, or None when absent."""
+    text = request.query.get(name)
+    if text is None:
+        return None
+    if not _INTEGER.fullmatch(text):
+        raise InvalidRequest("must be an integer", field=name)
+    return int(text)
 
 
 async def get_balance(request: web.Request) -> web.Response:
@@ -20,11 +34,11 @@ async def get_balance(request: web.Request) -> web.Response:
 
 async def get_transactions(request: web.Request) -> web.Response:
     """Newest first, ``limit`` at a time; ``before`` is the ``next_before`` of the previous page."""
-    try:
-        limit = min(MAX_PAGE, max(1, int(request.query.get("limit", "20"))))
-        before = int(request.query["before"]) if "before" in request.query else None
-    except ValueError:
-        raise InvalidRequest("limit and before must be integers") from None
+    asked = _query_integer(request, "limit")
+    limit = 20 if asked is None else min(MAX_PAGE, max(1, asked))
+    before = _query_integer(request, "before")
+    if before is not None and not 1 <= before <= MAX_ENTRY_ID:
+        raise InvalidRequest(f"must be between 1 and {MAX_ENTRY_ID}", field="before")
     async with stage_context(request).pool.acquire() as conn:
         items = await ledger.user_history(conn, path_id(request, "user_id"), limit=limit, before_entry_id=before)
     page = [history_item_view(item) for item in items]

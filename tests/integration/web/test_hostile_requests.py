@@ -117,6 +117,25 @@ async def test_a_nul_or_control_character_in_a_path_id_is_a_400(database_url, re
                 assert answer["message"].startswith(("payment_id:", "request_id:", "user_id:", "withdrawal_id:"))
 
 
+async def test_out_of_range_integers_in_the_query_are_a_400(database_url, redis_namespace):
+    async with Stack(database_url, redis_namespace, ipn=False, start_worker=False) as stack:
+        headers = {"Authorization": f"Bearer {API_TOKEN}"}
+        base = stack.web_url + "/v1/users/u1/transactions"
+        for query in (
+            "before=9223372036854775808",
+            "before=-9223372036854775809",
+            "before=" + "9" * 30,
+            "before=" + "9" * 5000,
+            "before=0",
+            "before=-1",
+            "limit=" + "9" * 5000,
+        ):
+            async with stack.http.get(f"{base}?{query}", headers=headers) as response:
+                assert_json_error(response.status, await response.json(), 400, "invalid_request")
+        async with stack.http.get(f"{base}?limit=9223372036854775808&before=9223372036854775807", headers=headers) as r:
+            assert r.status == 200 and await r.json() == {"items": [], "next_before": None}
+
+
 def _deep_ipn_body(levels: int) -> bytes:
     inner = b'{"payment_id": 1, "payment_status": "finished", "x": ' + b'{"a":' * levels + b"1" + b"}" * levels + b"}"
     return inner + b" " * (60_000 - len(inner))
