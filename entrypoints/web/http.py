@@ -52,8 +52,13 @@ def path_id(request: web.Request, name: str) -> str:
 
 
 async def json_body(request: web.Request) -> Any:
-    """The request's body decoded as JSON, or `InvalidRequest`."""
+    """The request's body decoded as JSON, or `InvalidRequest` (also for bodies built to exhaust the parser)."""
+    raw = await request.read()
     try:
-        return await request.json()
+        return json.loads(raw)
+    except RecursionError:
+        raise InvalidRequest("body is nested too deeply") from None
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise InvalidRequest("body must be a JSON object") from None
+    except ValueError:  # Python refuses integers of more than 4,300 digits
+        raise InvalidRequest("body holds a number too long to read") from None

@@ -136,6 +136,25 @@ async def test_out_of_range_integers_in_the_query_are_a_400(database_url, redis_
             assert r.status == 200 and await r.json() == {"items": [], "next_before": None}
 
 
+async def test_deeply_nested_or_huge_number_bodies_are_a_400(database_url, redis_namespace):
+    async with Stack(database_url, redis_namespace, ipn=False, start_worker=False) as stack:
+        deep_list = b"[" * 100_000 + b"]" * 100_000
+        deep_object = b'{"a":' * 30_000 + b"1" + b"}" * 30_000
+        deep_value = b'{"request_id": ' + b"[" * 50_000 + b"]" * 50_000 + b"}"
+        huge_number = b'{"request_id": "r1", "amount_usd": ' + b"7" * 5000 + b', "currency_code": "btc"}'
+        routes = [
+            ("/v1/deposits", API_TOKEN),
+            ("/v1/withdrawals", API_TOKEN),
+            ("/v1/withdrawals/WD_1/cancel", API_TOKEN),
+            ("/v1/operator/withdrawals/WD_1/approve", OPERATOR_TOKEN),
+        ]
+        for path, token in routes:
+            for body in (deep_list, deep_object, deep_value, huge_number):
+                headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+                async with stack.http.post(stack.web_url + path, data=body, headers=headers) as response:
+                    assert_json_error(response.status, await response.json(), 400, "invalid_request")
+
+
 def _deep_ipn_body(levels: int) -> bytes:
     inner = b'{"payment_id": 1, "payment_status": "finished", "x": ' + b'{"a":' * levels + b"1" + b"}" * levels + b"}"
     return inner + b" " * (60_000 - len(inner))
