@@ -8,11 +8,13 @@ UTF-8, a body that stops halfway.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import json
 from typing import Any
 
 from settings import IPN_PATH, PAYOUT_IPN_PATH
-from tests.integration.stack import API_TOKEN, OPERATOR_TOKEN, Stack
+from tests.integration.stack import API_TOKEN, IPN_SECRET, OPERATOR_TOKEN, Stack
 
 # Only a guard so that a server that never answers fails the test instead of hanging it.
 NO_ANSWER_GUARD = 20.0
@@ -158,3 +160,31 @@ async def test_deeply_nested_or_huge_number_bodies_are_a_400(database_url, redis
 def _deep_ipn_body(levels: int) -> bytes:
     inner = b'{"payment_id": 1, "payment_status": "finished", "x": ' + b'{"a":' * levels + b"1" + b"}" * levels + b"}"
     return inner + b" " * (60_000 - len(inner))
+
+
+async def test_ipn_headers_that_are_not_a_hex_signature_are_a_401(database_url, redis_namespace):
+    async with Stack(database_url, redis_namespace, ipn=False, start_worker=False) as stack:
+        body = b'{"payment_id": 1, "payment_status": "finished"}'
+        for route in IPN_ROUTES:
+            for value in (b"\xe9" * 128, "é".encode() * 64, b"\xff\xfe", b"zz" * 64, b"ab" * 63, b"ab" * 65):
+                head = f"POST {route} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n".encode()
+                status, answer = await raw_http(stack, head + b"x-nowpayments-sig: " + value, body)
+                assert_json_error(status, answer, 401, "invalid_signature")
+
+
+async def test_a_deeply_nested_ipn_is_refused_on_both_routes(database_url, redis_namespace):
+    async with Stack(database_url, redis_namespace, ipn=False, start_worker=False) as stack:
+        for levels in (900, 1_000, 5_000):
+            body = _deep_ipn_body(levels)
+            assert len(body) <= 64 * 1024
+            forged = hmac.new(b"not the secret", body, hashlib.sha512).hexdigest()
+            signed = hmac.new(IPN_SECRET.encode(), body, hashlib.sha512).hexdigest()
+            for route in IPN_ROUTES:
+                for signature in (forged, signed, signed.upper()):
+                    headers = {"x-nowpayments-sig": signature, "Content-Type": "application/json"}
+                    async with stack.http.post(stack.web_url + route, data=body, headers=headers) as response:
+                        answer = await response.json(content_type=None)
+                    assert response.status in (400, 401), (levels, route, response.status, answer)
+                    assert_json_error(response.status, answer, response.status)
+                    if signature is forged:
+                        assert answer["error"] == "invalid_signature"
