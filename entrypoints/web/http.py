@@ -10,6 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from domain.errors import InvalidRequest
+from entrypoints.web.log_budget import LogBudget
 from services.context import StageContext
 from services.validation import MAX_REF_LENGTH
 
@@ -20,6 +21,7 @@ class WebRuntime:
 
     ctx: StageContext | None = None
     health_checks: list[tuple[str, Callable[[], Awaitable[Any]]]] = field(default_factory=list)
+    ipn_rejection_log: LogBudget = field(default_factory=LogBudget)
 
 
 RUNTIME = web.AppKey("runtime", WebRuntime)

@@ -7,7 +7,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from entrypoints.web.http import json_response, stage_context
+from entrypoints.web.http import RUNTIME, json_response, stage_context
 from gateway.errors import (
     CallbacksDisabled,
     CallbackTooLarge,
@@ -39,7 +39,11 @@ async def _verified_body(request: web.Request) -> dict[str, Any]:
     try:
         return verify_ipn(raw, request.headers.get("x-nowpayments-sig"), secret)
     except InvalidSignature as exc:
-        log.warning("ipn_rejected", path=request.path, reason=exc.reason, remote=request.remote)
+        held_back = request.app[RUNTIME].ipn_rejection_log.spend()
+        if held_back is not None:
+            log.warning(
+                "ipn_rejected", path=request.path, reason=exc.reason, remote=request.remote, held_back=held_back
+            )
         raise
 
 

@@ -13,6 +13,8 @@ import hmac
 import json
 from typing import Any
 
+from structlog.testing import capture_logs
+
 from settings import IPN_PATH, PAYOUT_IPN_PATH
 from tests.integration.stack import API_TOKEN, IPN_SECRET, OPERATOR_TOKEN, Stack
 
@@ -188,3 +190,16 @@ async def test_a_deeply_nested_ipn_is_refused_on_both_routes(database_url, redis
                     assert_json_error(response.status, answer, response.status)
                     if signature is forged:
                         assert answer["error"] == "invalid_signature"
+
+
+async def test_ipn_rejections_are_logged_at_a_bounded_rate(database_url, redis_namespace):
+    async with Stack(database_url, redis_namespace, ipn=False, start_worker=False) as stack:
+        body = b'{"payment_id": 1, "payment_status": "finished"}'
+        with capture_logs() as logs:
+            for index in range(60):
+                headers = {"x-nowpayments-sig": f"{index:0128x}", "Content-Type": "application/json"}
+                async with stack.http.post(stack.web_url + IPN_PATH, data=body, headers=headers) as response:
+                    assert response.status == 401
+        rejected = [entry for entry in logs if entry["event"] == "ipn_rejected"]
+        assert 1 <= len(rejected) <= 10, len(rejected)
+        assert rejected[0]["reason"] == "signature mismatch"
