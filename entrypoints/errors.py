@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from domain.errors import InvalidRequest, InvalidTransition
 from gateway.errors import (
     CallbacksDisabled,
-    CallbackTooLarge,
     GatewayConfigurationError,
     GatewayError,
     GatewayProtocolError,
@@ -61,7 +60,6 @@ ERRORS: dict[type[BaseException], ErrorOutcome] = {
     PayoutInProgress: ErrorOutcome(409, "in_progress", EXIT_UNAVAILABLE),
     InvalidSignature: ErrorOutcome(401, "invalid_signature", EXIT_REFUSED),
     MalformedCallback: ErrorOutcome(400, "malformed", EXIT_REFUSED),
-    CallbackTooLarge: ErrorOutcome(413, "too_large", EXIT_REFUSED),
     CallbacksDisabled: ErrorOutcome(503, "ipn_disabled", EXIT_USAGE),
     GatewayTransientError: ErrorOutcome(503, "gateway_unavailable", EXIT_UNAVAILABLE, _GATEWAY_DOWN),
     GatewayProtocolError: ErrorOutcome(

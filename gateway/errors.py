@@ -55,10 +55,6 @@ class CallbacksDisabled(CallbackRefused):
     """Raised when an IPN arrives but no IPN secret is configured to check it with."""
 
 
-class CallbackTooLarge(CallbackRefused):
-    """Raised when an IPN body is larger than any real callback."""
-
-
 class MalformedCallback(CallbackRefused):
     """Raised when an authentic IPN body is not the payment or payout status it should be."""
 

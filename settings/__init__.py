@@ -32,6 +32,7 @@ class Settings(BaseSettings):
     database_url: SecretStr
     redis_url: SecretStr
     port: int = Field(default=8000, ge=1, le=65535)
+    web_receive_timeout: float = Field(default=10.0, gt=0, le=300)
     api_token: SecretStr | None = None
     public_base_url: str | None = None
     log_level: str = "INFO"

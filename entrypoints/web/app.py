@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from entrypoints.web import deposits, health, ipn, operator, payments, users, withdrawals
-from entrypoints.web.http import RUNTIME, WebRuntime
+from entrypoints.web.http import MAX_BODY, RUNTIME, WebRuntime
 from entrypoints.web.middleware import OPERATOR_PREFIX, answer_errors, require_api_token
 from services.context import StageContext, gateway_from_settings
 from settings import IPN_PATH, PAYOUT_IPN_PATH, Settings
@@ -22,8 +22,6 @@ from workers.broker import build_broker
 from workers.enqueue import ActorEnqueuer
 
 __all__ = ["WebRuntime", "create_process_app", "create_web_app", "serve"]
-
-MAX_BODY = 256 * 1024
 
 
 def _add_routes(router: web.UrlDispatcher) -> None:

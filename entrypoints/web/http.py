@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import web
+from aiohttp import StreamReader, web
 
 from domain.errors import InvalidRequest
 from entrypoints.web.log_budget import LogBudget
@@ -23,6 +24,8 @@ class WebRuntime:
     health_checks: list[tuple[str, Callable[[], Awaitable[Any]]]] = field(default_factory=list)
     ipn_rejection_log: LogBudget = field(default_factory=LogBudget)
 
+
+MAX_BODY = 256 * 1024
 
 RUNTIME = web.AppKey("runtime", WebRuntime)
 
@@ -53,9 +56,34 @@ def path_id(request: web.Request, name: str) -> str:
     return value
 
 
+async def _read_up_to(stream: StreamReader, limit: int) -> bytes:
+    received = bytearray()
+    while len(received) < limit:
+        chunk = await stream.read(limit - len(received))
+        if not chunk:
+            break
+        received += chunk
+    return bytes(received)
+
+
+async def read_body(request: web.Request, *, limit: int = MAX_BODY) -> bytes:
+    """The whole body: 413 beyond ``limit`` bytes, 408 unless it all arrives within WEB_RECEIVE_TIMEOUT."""
+    if request.content_length is not None and request.content_length > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
+    timeout = stage_context(request).settings.web_receive_timeout
+    try:
+        async with asyncio.timeout(timeout):
+            body = await _read_up_to(request.content, limit + 1)
+    except TimeoutError:
+        raise web.HTTPRequestTimeout(text=f"the request body did not arrive within {timeout:g} s") from None
+    if len(body) > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(body))
+    return body
+
+
 async def json_body(request: web.Request) -> Any:
     """The request's body decoded as JSON, or `InvalidRequest` (also for bodies built to exhaust the parser)."""
-    raw = await request.read()
+    raw = await read_body(request)
     try:
         return json.loads(raw)
     except RecursionError:

@@ -7,10 +7,9 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from entrypoints.web.http import RUNTIME, json_response, stage_context
+from entrypoints.web.http import RUNTIME, json_response, read_body, stage_context
 from gateway.errors import (
     CallbacksDisabled,
-    CallbackTooLarge,
     GatewayProtocolError,
     InvalidSignature,
     MalformedCallback,
@@ -29,11 +28,7 @@ MAX_IPN_BODY = 64 * 1024
 async def _verified_body(request: web.Request) -> dict[str, Any]:
     """The IPN body once its signature checks out; raises a `CallbackRefused` otherwise."""
     secret = stage_context(request).settings.nowpayments_ipn_secret
-    if request.content_length is not None and request.content_length > MAX_IPN_BODY:
-        raise CallbackTooLarge("IPN body too large")
-    raw = await request.content.read(MAX_IPN_BODY + 1)
-    if len(raw) > MAX_IPN_BODY:
-        raise CallbackTooLarge("IPN body too large")
+    raw = await read_body(request, limit=MAX_IPN_BODY)
     if secret is None:
         raise CallbacksDisabled("no IPN secret is configured")
     try:

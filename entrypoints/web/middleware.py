@@ -61,6 +61,8 @@ def _framework_error(request: web.Request, exc: web.HTTPException) -> web.Respon
     response = error_response(exc.status, code, message)
     if "Allow" in exc.headers:
         response.headers["Allow"] = exc.headers["Allow"]
+    if exc.status == 408:
+        response.force_close()  # what is left of the body is never read
     return response
 
 

@@ -203,3 +203,11 @@ async def test_ipn_rejections_are_logged_at_a_bounded_rate(database_url, redis_n
         rejected = [entry for entry in logs if entry["event"] == "ipn_rejected"]
         assert 1 <= len(rejected) <= 10, len(rejected)
         assert rejected[0]["reason"] == "signature mismatch"
+
+
+async def test_a_body_that_stops_arriving_is_cut_off(database_url, redis_namespace):
+    async with Stack(database_url, redis_namespace, ipn=False, start_worker=False, web_receive_timeout=0.5) as stack:
+        for route, auth in ((IPN_PATH, b"x-nowpayments-sig: " + b"ab" * 64), ("/v1/deposits", _auth())):
+            head = f"POST {route} HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n".encode() + auth
+            status, answer = await raw_http(stack, head, b'{"request_id": ')  # and nothing more, ever
+            assert_json_error(status, answer, 408, "request_timeout")
