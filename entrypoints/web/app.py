@@ -38,7 +38,9 @@ def _add_routes(router: web.UrlDispatcher) -> None:
     router.add_post("/v1/withdrawals", withdrawals.post_withdrawal)
     router.add_get("/v1/withdrawals/{withdrawal_id}", withdrawals.get_withdrawal)
     router.add_post("/v1/withdrawals/{withdrawal_id}/cancel", withdrawals.post_withdrawal_cancel)
-    router.add_post(OPERATOR_PREFIX + "withdrawals/{withdrawal_id}/{action}", operator.post_operator_decision)
+    router.add_post(OPERATOR_PREFIX + "withdrawals/{withdrawal_id}/approve", operator.post_approve)
+    router.add_post(OPERATOR_PREFIX + "withdrawals/{withdrawal_id}/reject", operator.post_reject)
+    router.add_post(OPERATOR_PREFIX + "withdrawals/{withdrawal_id}/complete", operator.post_complete)
 
 
 def create_web_app(runtime: WebRuntime) -> web.Application:
