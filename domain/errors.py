@@ -2,11 +2,11 @@
 
 
 class DomainError(Exception):
-    """Base class for rule violations detected without any I/O."""
+    """Base class: raised when a rule is broken, detected without any I/O."""
 
 
 class InvalidRequest(DomainError):
-    """The input itself is wrong (bad amount, unknown field, mismatched replay...).
+    """Raised when the input itself is wrong (bad amount, unknown field, mismatched replay...).
 
     Never retried: a message failing with this goes straight to the dead-letter queue.
     """
@@ -18,4 +18,4 @@ class InvalidRequest(DomainError):
 
 
 class InvalidTransition(DomainError):
-    """A state machine was asked to move somewhere it may not go."""
+    """Raised when a state machine is asked to move somewhere it may not go."""

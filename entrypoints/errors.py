@@ -3,7 +3,8 @@
 The web app's error middleware answers with the HTTP status and the code; the CLI prints the
 message and exits with the exit code. Lookup walks the exception's MRO, so a subclass maps to
 its own row when it has one and to its nearest listed base otherwise: the order of the rows
-does not matter.
+does not matter. Where a row has a ``public_message``, callers show it instead of the
+exception's own text (which may name hosts, URLs or internals that are nobody else's business).
 """
 
 from __future__ import annotations
@@ -12,16 +13,23 @@ from dataclasses import dataclass
 
 from domain.errors import InvalidRequest, InvalidTransition
 from gateway.errors import (
+    CallbacksDisabled,
     GatewayConfigurationError,
     GatewayError,
     GatewayProtocolError,
     GatewayRejected,
     GatewayTransientError,
     InvalidSignature,
+    MalformedCallback,
 )
-from services.apply_status import UnknownPayment
-from services.decide_withdrawal import WithdrawalNotFound
-from services.request_withdrawal import InsufficientFunds
+from services.errors import (
+    CreationInProgress,
+    InsufficientFunds,
+    NotFound,
+    PayoutInProgress,
+    UnknownPayment,
+    UnknownPayout,
+)
 from settings import SettingsError
 from workers.dead_letters import DeadLetterNotFound
 
@@ -31,6 +39,7 @@ class ErrorOutcome:
     http_status: int
     code: str
     exit_code: int
+    public_message: str | None = None
 
 
 EXIT_OK = 0
@@ -39,20 +48,31 @@ EXIT_USAGE = 2  # the command line or the configuration is wrong
 EXIT_UNAVAILABLE = 3  # a service we depend on did not answer; trying again later may work
 EXIT_NOT_FOUND = 4
 
+_GATEWAY_DOWN = "NOWPayments did not answer; nothing was changed, try again"
+
 ERRORS: dict[type[BaseException], ErrorOutcome] = {
     InvalidRequest: ErrorOutcome(400, "invalid_request", EXIT_REFUSED),
     InvalidTransition: ErrorOutcome(409, "invalid_transition", EXIT_REFUSED),
     InsufficientFunds: ErrorOutcome(409, "insufficient_funds", EXIT_REFUSED),
-    WithdrawalNotFound: ErrorOutcome(404, "not_found", EXIT_NOT_FOUND),
+    NotFound: ErrorOutcome(404, "not_found", EXIT_NOT_FOUND),
     UnknownPayment: ErrorOutcome(404, "unknown_payment", EXIT_NOT_FOUND),
     DeadLetterNotFound: ErrorOutcome(404, "not_found", EXIT_NOT_FOUND),
+    UnknownPayout: ErrorOutcome(404, "unknown_payout", EXIT_NOT_FOUND),
+    CreationInProgress: ErrorOutcome(409, "in_progress", EXIT_UNAVAILABLE),
+    PayoutInProgress: ErrorOutcome(409, "in_progress", EXIT_UNAVAILABLE),
     InvalidSignature: ErrorOutcome(401, "invalid_signature", EXIT_REFUSED),
-    GatewayTransientError: ErrorOutcome(503, "gateway_unavailable", EXIT_UNAVAILABLE),
-    GatewayProtocolError: ErrorOutcome(502, "gateway_protocol_error", EXIT_UNAVAILABLE),
+    MalformedCallback: ErrorOutcome(400, "malformed", EXIT_REFUSED),
+    CallbacksDisabled: ErrorOutcome(503, "ipn_disabled", EXIT_USAGE),
+    GatewayTransientError: ErrorOutcome(503, "gateway_unavailable", EXIT_UNAVAILABLE, _GATEWAY_DOWN),
+    GatewayProtocolError: ErrorOutcome(
+        502, "gateway_protocol_error", EXIT_UNAVAILABLE, "NOWPayments answered something we could not understand"
+    ),
     GatewayRejected: ErrorOutcome(502, "gateway_rejected", EXIT_REFUSED),
-    GatewayConfigurationError: ErrorOutcome(503, "gateway_not_configured", EXIT_USAGE),
-    GatewayError: ErrorOutcome(502, "gateway_error", EXIT_UNAVAILABLE),
-    SettingsError: ErrorOutcome(500, "misconfigured", EXIT_USAGE),
+    GatewayConfigurationError: ErrorOutcome(
+        503, "gateway_not_configured", EXIT_USAGE, "the payment gateway is not configured for this"
+    ),
+    GatewayError: ErrorOutcome(502, "gateway_error", EXIT_UNAVAILABLE, "the payment gateway failed"),
+    SettingsError: ErrorOutcome(500, "misconfigured", EXIT_USAGE, "the service is misconfigured"),
 }
 
 
@@ -63,3 +83,8 @@ def outcome_for(exc: BaseException) -> ErrorOutcome | None:
         if row is not None:
             return row
     return None
+
+
+def public_message(exc: BaseException, outcome: ErrorOutcome) -> str:
+    """What an entrypoint may show a caller about ``exc``."""
+    return outcome.public_message or str(exc)

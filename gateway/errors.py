@@ -10,11 +10,11 @@ from __future__ import annotations
 
 
 class GatewayError(Exception):
-    """Base class for every failure talking to the payment gateway."""
+    """Base class: raised when talking to the payment gateway fails."""
 
 
 class GatewayTransientError(GatewayError):
-    """Network error, timeout, HTTP 5xx or 429, after the client's own retries were used up.
+    """Raised on a network error, timeout, HTTP 5xx or 429, after the client's own retries were used up.
 
     For a request that creates something (POST /payment) this also covers the ambiguous
     case: the request may have reached the gateway and been acted upon.
@@ -27,7 +27,7 @@ exists (or existed) at the gateway; read it back with `find_payout_by_external_i
 
 
 class GatewayRejected(GatewayError):
-    """A permanent 4xx answer: the gateway understood the request and refused it."""
+    """Raised on a permanent 4xx answer: the gateway understood the request and refused it."""
 
     def __init__(self, http_status: int, code: str, message: str) -> None:
         self.http_status = http_status
@@ -40,15 +40,27 @@ class GatewayRejected(GatewayError):
 
 
 class GatewayConfigurationError(GatewayError):
-    """The client lacks what a call needs (e.g. payout email/password); nothing was sent."""
+    """Raised when the client lacks what a call needs (e.g. payout email/password); nothing was sent."""
 
 
 class GatewayProtocolError(GatewayError):
-    """An answer whose body we cannot parse or which lacks fields we depend on."""
+    """Raised on an answer whose body we cannot parse or which lacks fields we depend on."""
 
 
-class InvalidSignature(Exception):
-    """An IPN callback failed authentication. `reason` is short and safe to log."""
+class CallbackRefused(Exception):
+    """Base class: raised when an incoming gateway callback (IPN) is refused before anything is applied."""
+
+
+class CallbacksDisabled(CallbackRefused):
+    """Raised when an IPN arrives but no IPN secret is configured to check it with."""
+
+
+class MalformedCallback(CallbackRefused):
+    """Raised when an authentic IPN body is not the payment or payout status it should be."""
+
+
+class InvalidSignature(CallbackRefused):
+    """Raised when an IPN callback fails authentication. `reason` is short and safe to log."""
 
     def __init__(self, reason: str) -> None:
         self.reason = reason

@@ -164,28 +164,63 @@ def sign(payload: bytes | Mapping[str, Any], secret: SecretStr | str) -> str:
     return hmac.new(_secret_bytes(secret), data, hashlib.sha512).hexdigest()
 
 
+_HEX_SIGNATURE = re.compile(r"[0-9a-f]{128}")
+MAX_BODY_DEPTH = 16  # a real callback nests two levels (the body, its "fee" object)
+MAX_CANONICAL_BODY = 16 * 1024  # a real callback is about 1 KB; bigger ones must match as sent
+
+
+def _presented(signature: str | None) -> bytes:
+    """The signature header as 128 lowercase hex digits, or `InvalidSignature` for any other shape."""
+    if not signature or not signature.strip():
+        raise InvalidSignature("missing signature")
+    text = signature.strip().lower()
+    if not _HEX_SIGNATURE.fullmatch(text):
+        raise InvalidSignature("malformed signature")
+    return text.encode("ascii")
+
+
+def _depth_at_most(value: Any, limit: int) -> bool:
+    """Whether no object or array in ``value`` lies more than ``limit`` levels deep (walked without recursion)."""
+    pending = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return False
+        pending.extend((child, depth + 1) for child in children)
+    return True
+
+
+def _parsed_object(raw_body: bytes) -> dict[str, Any]:
+    """The body as a JSON object within `MAX_BODY_DEPTH`, or `InvalidSignature("malformed body")`."""
+    try:
+        parsed = wire.loads(raw_body)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise InvalidSignature("malformed body") from exc
+    if not isinstance(parsed, dict) or not _depth_at_most(parsed, MAX_BODY_DEPTH):
+        raise InvalidSignature("malformed body")
+    return parsed
+
+
 def verify_ipn(raw_body: bytes, signature: str | None, secret: SecretStr | str) -> dict[str, Any]:
     """Authenticate a NOWPayments callback and return its parsed body.
 
-    Accepts the HMAC of the raw bytes (real callbacks arrive already canonical) or, failing
-    that, the HMAC of the JavaScript-style canonical form of the parsed body. Numbers in
-    the returned dict are `int` or `Decimal`, never float.
+    Cheapest checks first, so forged callbacks cost little: the header's shape, then the HMAC of
+    the raw bytes (real callbacks arrive already canonical). Only a small body that parses within
+    bounds is tried again with the HMAC of its JavaScript-style canonical form. Numbers in the
+    returned dict are `int` or `Decimal`, never float.
     """
     key = _secret_bytes(secret)
-    if not signature or not signature.strip():
-        raise InvalidSignature("missing signature")
-    try:
-        parsed = wire.loads(bytes(raw_body))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise InvalidSignature("malformed body") from exc
-    if not isinstance(parsed, dict):
-        raise InvalidSignature("malformed body")
-
-    presented = signature.strip().lower().encode("utf-8")
-    raw_mac = hmac.new(key, bytes(raw_body), hashlib.sha512).hexdigest().encode("ascii")
+    presented = _presented(signature)
+    raw = bytes(raw_body)
+    raw_mac = hmac.new(key, raw, hashlib.sha512).hexdigest().encode("ascii")
     if hmac.compare_digest(raw_mac, presented):
-        return parsed
-    canonical = canonical_json(parsed)
+        return _parsed_object(raw)
+    if len(raw) > MAX_CANONICAL_BODY:
+        raise InvalidSignature("signature mismatch")
+    canonical = canonical_json(_parsed_object(raw))
     canonical_mac = hmac.new(key, canonical.encode("utf-8"), hashlib.sha512).hexdigest().encode("ascii")
     if hmac.compare_digest(canonical_mac, presented):
         # Return what was signed, not the bytes we were sent: numbers that differ only below a

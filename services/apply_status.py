@@ -13,7 +13,6 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import structlog
 
-from domain.errors import InvalidRequest
 from domain.payment_news import (
     EventKind,
     PaymentNews,
@@ -26,15 +25,12 @@ from domain.payment_news import (
 from domain.payments import Payment
 from gateway.models import GatewayPayment
 from services.context import StageContext
+from services.errors import UnknownPayment
 from settings import Settings
 from storage import currencies, payments
 from storage.db import transaction
 
 log = structlog.get_logger(__name__)
-
-
-class UnknownPayment(InvalidRequest):
-    """The gateway told us about a payment we do not have."""
 
 
 def poll_backoff(settings: Settings) -> PollBackoff:

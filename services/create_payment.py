@@ -15,6 +15,7 @@ from gateway.errors import GatewayProtocolError, GatewayRejected, GatewayTransie
 from gateway.models import GatewayPayment
 from services.commands import CreatePaymentRequest
 from services.context import StageContext
+from services.errors import CreationInProgress
 from storage import currencies, payments
 from storage.db import transaction
 
@@ -22,10 +23,6 @@ log = structlog.get_logger(__name__)
 
 # Long enough for one gateway call with its timeout and retries; a crashed holder's lease runs out.
 CREATION_LEASE_SECONDS = 60.0
-
-
-class CreationInProgress(Exception):
-    """Another worker holds the creation lease; retry later and find its result."""
 
 
 async def create_payment(ctx: StageContext, request: CreatePaymentRequest) -> Payment:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from domain.errors import InvalidRequest, InvalidTransition
 from domain.withdrawals import Withdrawal, WithdrawalStatus, WithdrawalUpdate
 from services.context import StageContext
+from services.errors import WithdrawalNotFound
 from services.withdrawal_transitions import move_withdrawal
 from storage import withdrawals
 from storage.db import transaction
@@ -16,10 +17,6 @@ from storage.db import transaction
 MAX_NOTE_LENGTH = 1000
 APPROVED_CHECK_SECONDS = 60.0
 _TX_HASH = re.compile(r"^[A-Za-z0-9:_-]{8,200}$")
-
-
-class WithdrawalNotFound(InvalidRequest):
-    pass
 
 
 def _note(note: str | None) -> str:

@@ -16,12 +16,12 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import structlog
 
-from domain.errors import InvalidRequest
 from domain.payout_news import PAYOUT_CHECK_SECONDS, PayoutNews, PayoutPlan, PayoutReading, plan_payout_news
 from domain.withdrawals import Withdrawal, WithdrawalStatus, WithdrawalUpdate
 from gateway.errors import DUPLICATE_EXTERNAL_ID, GatewayProtocolError, GatewayRejected
 from gateway.models import GatewayPayout
 from services.context import StageContext
+from services.errors import PayoutInProgress, UnknownPayout, WithdrawalNotFound
 from services.withdrawal_transitions import move_withdrawal
 from storage import withdrawals
 from storage.db import transaction
@@ -35,14 +35,6 @@ REVIEW_CHECK_SECONDS = 300.0
 GATEWAY_ACTOR = "gateway:nowpayments"
 # Refusals that say something about our credentials, not about this withdrawal: never fail it for them.
 _NOT_ABOUT_THE_WITHDRAWAL = frozenset({401, 403})
-
-
-class PayoutInProgress(Exception):
-    """Another attempt holds the payout lease; retry once it has run out and find its result."""
-
-    def __init__(self, message: str, *, retry_after_ms: int) -> None:
-        super().__init__(message)
-        self.retry_after_ms = retry_after_ms
 
 
 def _check_again(seconds: float = PAYOUT_CHECK_SECONDS) -> datetime:
@@ -68,7 +60,7 @@ async def _current(ctx: StageContext, withdrawal_id: str) -> Withdrawal:
     async with ctx.pool.acquire() as conn:
         current = await withdrawals.get_withdrawal(conn, withdrawal_id)
     if current is None:
-        raise InvalidRequest(f"no withdrawal {withdrawal_id!r}", field="withdrawal_id")
+        raise WithdrawalNotFound(f"no withdrawal {withdrawal_id!r}", field="withdrawal_id")
     return current
 
 
@@ -273,7 +265,7 @@ async def _locked_withdrawal_of(
         or withdrawal.provider_payout_id not in (None, payout.payout_id)
         or (payout.unique_external_id not in (None, withdrawal.id))
     ):
-        raise InvalidRequest(f"no withdrawal for payout {payout.payout_id!r}", field="payout_id")
+        raise UnknownPayout(f"no withdrawal for payout {payout.payout_id!r}", field="payout_id")
     return withdrawal
 
 

@@ -26,15 +26,12 @@ from domain.withdrawals import (
 from gateway.errors import GatewayRejected
 from services.commands import WithdrawalRequest
 from services.context import StageContext
+from services.errors import InsufficientFunds
 from settings import Settings
 from storage import currencies, ledger, withdrawals
 from storage.db import transaction
 
 log = structlog.get_logger(__name__)
-
-
-class InsufficientFunds(InvalidRequest):
-    """The available balance does not cover the amount."""
 
 
 def fee_schedule(settings: Settings, currency_code: str) -> FeeSchedule:

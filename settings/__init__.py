@@ -35,6 +35,7 @@ class Settings(BaseSettings):
     # runs share one Redis without seeing each other's messages.
     broker_namespace: str = Field(default="dramatiq", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     port: int = Field(default=8000, ge=1, le=65535)
+    web_receive_timeout: float = Field(default=10.0, gt=0, le=300)
     api_token: SecretStr | None = None
     public_base_url: str | None = None
     log_level: str = "INFO"

@@ -15,11 +15,10 @@ from dramatiq.brokers.redis import RedisBroker
 
 from domain.errors import InvalidRequest, InvalidTransition
 from gateway.errors import GatewayError, GatewayProtocolError, GatewayTransientError
-from services.commands import CreatePaymentRequest, WithdrawalRequest, payment_id_message, withdrawal_id_message
-from services.create_payment import CreationInProgress
+from services.commands import CreatePaymentRequest, PaymentMessage, WithdrawalMessage, WithdrawalRequest
 from services.create_payment import create_payment as create_payment_stage
+from services.errors import CreationInProgress, PayoutInProgress
 from services.poll_status import poll_status as poll_status_stage
-from services.process_withdrawal import PayoutInProgress
 from services.process_withdrawal import process_withdrawal as process_withdrawal_stage
 from services.request_withdrawal import request_withdrawal as request_withdrawal_stage
 from services.settle_deposit import settle_deposit as settle_deposit_stage
@@ -72,20 +71,20 @@ def declare_actors(broker: RedisBroker) -> PipelineActors:
             raise dramatiq.Retry(str(exc), delay=LEASE_RETRY_DELAY_MS) from None
 
     async def poll_status(*args: Any, **kwargs: Any) -> None:
-        payment_id = payment_id_message(args, kwargs)
+        payment_id = PaymentMessage.from_message(args, kwargs).payment_id
         try:
             await poll_status_stage(current_context(), payment_id)
         except (GatewayTransientError, GatewayProtocolError) as exc:
             _defer_to_scheduler("poll_status", payment_id, exc)
 
     async def settle_deposit(*args: Any, **kwargs: Any) -> None:
-        await settle_deposit_stage(current_context(), payment_id_message(args, kwargs))
+        await settle_deposit_stage(current_context(), PaymentMessage.from_message(args, kwargs).payment_id)
 
     async def request_withdrawal(*args: Any, **kwargs: Any) -> None:
         await request_withdrawal_stage(current_context(), WithdrawalRequest.from_message(args, kwargs))
 
     async def process_withdrawal(*args: Any, **kwargs: Any) -> None:
-        withdrawal_id = withdrawal_id_message(args, kwargs)
+        withdrawal_id = WithdrawalMessage.from_message(args, kwargs).withdrawal_id
         try:
             await process_withdrawal_stage(current_context(), withdrawal_id)
         except PayoutInProgress as exc:

@@ -1,0 +1,25 @@
+"""Liveness of the process's dependencies, and the metrics page."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from entrypoints.web.http import RUNTIME, json_response, stage_context
+from entrypoints.web.metrics import render_metrics
+
+
+async def healthz(request: web.Request) -> web.Response:
+    failures = {}
+    for name, check in request.app[RUNTIME].health_checks:
+        try:
+            await check()
+        except Exception as exc:  # a health check reports every failure, whatever its kind
+            failures[name] = type(exc).__name__
+    if failures:
+        return json_response({"status": "unhealthy", "failures": failures}, status=503)
+    return json_response({"status": "ok"})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    text = await render_metrics(stage_context(request).pool)
+    return web.Response(text=text, content_type="text/plain", charset="utf-8")

@@ -1,0 +1,46 @@
+"""Errors the use cases raise, declared once; `entrypoints/errors.py` maps each to what callers see.
+
+Those built on `InvalidRequest` are permanent (a message failing with one is dead-lettered, never
+retried); the two "in progress" errors are the opposite: expected under duplicate delivery, and
+worth retrying once the other holder's lease has run out.
+"""
+
+from __future__ import annotations
+
+from domain.errors import InvalidRequest
+
+
+class NotFound(InvalidRequest):
+    """Raised when a request names a record we do not have."""
+
+
+class PaymentNotFound(NotFound):
+    """Raised when no payment has the payment id or request id asked for."""
+
+
+class WithdrawalNotFound(NotFound):
+    """Raised when no withdrawal has the id asked for, or it belongs to another user."""
+
+
+class UnknownPayment(NotFound):
+    """Raised when the gateway reports on a payment we do not have (or under another order id)."""
+
+
+class UnknownPayout(NotFound):
+    """Raised when the gateway reports on a payout that matches none of our withdrawals."""
+
+
+class InsufficientFunds(InvalidRequest):
+    """Raised when the available balance does not cover a withdrawal's amount."""
+
+
+class CreationInProgress(Exception):
+    """Raised when another worker holds a payment's creation lease; retry later and find its result."""
+
+
+class PayoutInProgress(Exception):
+    """Raised when another attempt holds a withdrawal's payout lease; retry once it has run out."""
+
+    def __init__(self, message: str, *, retry_after_ms: int) -> None:
+        super().__init__(message)
+        self.retry_after_ms = retry_after_ms
