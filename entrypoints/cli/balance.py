@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncpg
 import click
 
 from domain.money import format_usd
-from entrypoints.cli.common import database, emit_json, json_option, run, settings
+from entrypoints.cli.common import emit_json, json_option, query
 
 
 @click.command()
@@ -23,13 +24,10 @@ def balance(user_id: str, limit: int, as_json: bool) -> None:
     from entrypoints.web.presenters import balance_view, history_item_view
     from storage import ledger
 
-    config = settings()
+    async def read(conn: asyncpg.Connection) -> tuple[ledger.BalanceView, list[ledger.HistoryItem]]:
+        return await ledger.user_balance(conn, user_id), await ledger.user_history(conn, user_id, limit=limit)
 
-    async def read() -> tuple[ledger.BalanceView, list[ledger.HistoryItem]]:
-        async with database(config) as pool, pool.acquire() as conn:
-            return await ledger.user_balance(conn, user_id), await ledger.user_history(conn, user_id, limit=limit)
-
-    view, history = run(read())
+    view, history = query(read)
     if as_json:
         emit_json({**balance_view(view), "history": [history_item_view(item) for item in history]})
         return

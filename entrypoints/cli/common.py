@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import asdict, is_dataclass
 from datetime import datetime
@@ -46,6 +46,28 @@ async def database(config: Settings) -> AsyncIterator[asyncpg.Pool]:
         yield pool
     finally:
         await pool.close()
+
+
+def query(read: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+    """Run one read on a connection of a pool made for this command, and close it again."""
+    config = settings()
+
+    async def on_a_connection() -> T:
+        async with database(config) as pool, pool.acquire() as conn:
+            return await read(conn)
+
+    return run(on_a_connection())
+
+
+def with_pool(action: Callable[[asyncpg.Pool], Awaitable[T]]) -> T:
+    """Run one action that manages its own transactions on a pool made for this command."""
+    config = settings()
+
+    async def on_the_pool() -> T:
+        async with database(config) as pool:
+            return await action(pool)
+
+    return run(on_the_pool())
 
 
 def json_option(function: F) -> F:

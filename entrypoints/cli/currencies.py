@@ -6,7 +6,7 @@ import click
 
 from domain.currencies import Currency
 from domain.errors import InvalidRequest
-from entrypoints.cli.common import database, emit_json, emit_table, json_option, run, settings
+from entrypoints.cli.common import database, emit_json, emit_table, json_option, query, run, settings
 
 
 @click.group()
@@ -54,13 +54,7 @@ def list_(as_json: bool) -> None:
     """
     from storage.currencies import list_currencies
 
-    config = settings()
-
-    async def read() -> list[Currency]:
-        async with database(config) as pool, pool.acquire() as conn:
-            return await list_currencies(conn)
-
-    found = run(read())
+    found = query(list_currencies)
     if as_json:
         emit_json([{**_fields(c), "active": c.active} for c in found])
         return

@@ -7,17 +7,15 @@ from decimal import Decimal
 import click
 
 from domain.money import format_usd
-from domain.payments import Payment
 from entrypoints.cli.common import (
     DecimalAmount,
-    database,
     emit_json,
     emit_table,
     json_option,
     note_option,
     operator_option,
-    run,
-    settings,
+    query,
+    with_pool,
 )
 
 
@@ -45,19 +43,20 @@ def held(as_json: bool) -> None:
     from entrypoints.web.presenters import payment_view
     from storage.payments import list_held
 
-    config = settings()
-
-    async def read() -> list[Payment]:
-        async with database(config) as pool, pool.acquire() as conn:
-            return await list_held(conn)
-
-    found = run(read())
+    found = query(list_held)
     if as_json:
         emit_json([payment_view(p) for p in found])
         return
     rows = [
-        (p.id, p.status, p.user_id, format_usd(p.amount_usd), f"{p.actually_paid or 0} of {p.pay_amount or '?'}",
-         p.currency_code, p.hold_reason)
+        (
+            p.id,
+            p.status,
+            p.user_id,
+            format_usd(p.amount_usd),
+            f"{p.actually_paid or 0} of {p.pay_amount or '?'}",
+            p.currency_code,
+            p.hold_reason,
+        )
         for p in found
     ]
     emit_table(("id", "status", "user", "ordered", "received", "currency", "held because"), rows, empty="none held")
@@ -77,13 +76,9 @@ def release(payment_id: str, note: str, operator: str, credit: Decimal | None) -
     """
     from services.release_deposit import release_held_deposit
 
-    config = settings()
-
-    async def decide() -> Payment:
-        async with database(config) as pool:
-            return await release_held_deposit(pool, payment_id, operator=operator, note=note, credit_usd=credit)
-
-    released = run(decide())
+    released = with_pool(
+        lambda pool: release_held_deposit(pool, payment_id, operator=operator, note=note, credit_usd=credit)
+    )
     click.echo(f"{released.id} released: {format_usd(released.credit_usd or 0)} credited to {released.user_id}")
 
 
@@ -100,11 +95,5 @@ def dismiss(payment_id: str, note: str, operator: str) -> None:
     """
     from services.release_deposit import dismiss_deposit_hold
 
-    config = settings()
-
-    async def decide() -> Payment:
-        async with database(config) as pool:
-            return await dismiss_deposit_hold(pool, payment_id, operator=operator, note=note)
-
-    dismissed = run(decide())
+    dismissed = with_pool(lambda pool: dismiss_deposit_hold(pool, payment_id, operator=operator, note=note))
     click.echo(f"{dismissed.id}: hold dismissed, nothing credited")

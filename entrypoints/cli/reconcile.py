@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
-from entrypoints.cli.common import database, emit_json, emit_table, json_option, run, settings
+from entrypoints.cli.common import emit_json, emit_table, json_option, query
 from entrypoints.errors import EXIT_REFUSED
-from storage.reconcile import CHECK_NAMES, Difference, find_differences
+from storage.reconcile import CHECK_NAMES, find_differences
 
 
 @click.command()
@@ -28,13 +28,7 @@ def reconcile(as_json: bool) -> int:
       payments reconcile
       payments reconcile --json | jq '.differences[].check'
     """
-    config = settings()
-
-    async def check() -> list[Difference]:
-        async with database(config) as pool, pool.acquire() as conn:
-            return await find_differences(conn)
-
-    differences = run(check())
+    differences = query(find_differences)
     if as_json:
         emit_json({"checks": list(CHECK_NAMES), "differences": differences})
     elif differences:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import asyncpg
 import click
 
 from domain.errors import InvalidRequest
@@ -21,6 +22,7 @@ from entrypoints.cli.common import (
     json_option,
     note_option,
     operator_option,
+    query,
     run,
     settings,
 )
@@ -54,19 +56,21 @@ def list_(status: str | None, limit: int, as_json: bool) -> None:
     from entrypoints.web.presenters import withdrawal_view
     from storage.withdrawals import list_withdrawals
 
-    config = settings()
-
-    async def read() -> list[Withdrawal]:
-        async with database(config) as pool, pool.acquire() as conn:
-            return await list_withdrawals(conn, status=status, limit=limit)
-
-    found = run(read())
+    found = query(lambda conn: list_withdrawals(conn, status=status, limit=limit))
     if as_json:
         emit_json([withdrawal_view(w) for w in found])
         return
     rows = [
-        (w.id, w.status, w.user_id, format_usd(w.amount_usd), format_usd(w.final_amount_usd), w.currency_code,
-         w.wallet_address, w.review_reason or "")
+        (
+            w.id,
+            w.status,
+            w.user_id,
+            format_usd(w.amount_usd),
+            format_usd(w.final_amount_usd),
+            w.currency_code,
+            w.wallet_address,
+            w.review_reason or "",
+        )
         for w in found
     ]
     headers = ("id", "status", "user", "amount", "pays", "currency", "address", "review")
@@ -86,14 +90,11 @@ def show(withdrawal_id: str, as_json: bool) -> None:
     from entrypoints.web.presenters import withdrawal_event_view, withdrawal_view
     from storage.withdrawals import get_withdrawal, list_events
 
-    config = settings()
+    async def read(conn: asyncpg.Connection) -> tuple[Withdrawal | None, list[dict[str, Any]]]:
+        found = await get_withdrawal(conn, withdrawal_id)
+        return found, (await list_events(conn, withdrawal_id) if found else [])
 
-    async def read() -> tuple[Withdrawal | None, list[dict[str, Any]]]:
-        async with database(config) as pool, pool.acquire() as conn:
-            found = await get_withdrawal(conn, withdrawal_id)
-            return found, (await list_events(conn, withdrawal_id) if found else [])
-
-    w, events = run(read())
+    w, events = query(read)
     if w is None:
         raise InvalidRequest(f"no withdrawal {withdrawal_id!r}")
     if as_json:
@@ -158,9 +159,7 @@ def complete(withdrawal_id: str, tx_hash: str, note: str, operator: str) -> None
     """
     from services.decide_withdrawal import complete_withdrawal_manually
 
-    _decide(
-        lambda ctx: complete_withdrawal_manually(ctx, withdrawal_id, tx_hash=tx_hash, operator=operator, note=note)
-    )
+    _decide(lambda ctx: complete_withdrawal_manually(ctx, withdrawal_id, tx_hash=tx_hash, operator=operator, note=note))
 
 
 def _decide(decision: Decision) -> None:
