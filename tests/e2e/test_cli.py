@@ -20,7 +20,8 @@ import pytest
 from gateway.simulator import SimulatorServer
 from storage.migrate import migration_files
 from tests.e2e.conftest import SIM_API_KEY, SIM_IPN_SECRET
-from tests.e2e.procs import Launcher, Proc, free_port, http_get, minimal_env, wait_until
+from tests.e2e.procs import Launcher, Proc, http_get, minimal_env, wait_until
+from tests.ports import free_port
 
 API_TOKEN = "process-test-api-token-9f2c"
 SECRET_API_KEY = "sk-very-secret-4471"

@@ -20,7 +20,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from gateway.simulator import SimulatorServer
 from tests.conftest import REDIS_URL
 from tests.e2e.conftest import SIM_API_KEY, SIM_IPN_SECRET
-from tests.e2e.procs import Launcher, Proc, free_port, minimal_env, wait_until
+from tests.e2e.procs import Launcher, Proc, minimal_env, wait_until
+from tests.ports import free_port
 
 QUEUE = "create-payment"
 

@@ -8,7 +8,6 @@ scheduler loop. Nothing of ours is mocked.
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
@@ -26,6 +25,7 @@ from services.context import StageContext, gateway_from_settings
 from services.sync_currencies import sync_currencies
 from settings import Settings, load_settings
 from storage import ledger, payments
+from tests.ports import free_port
 from workers.actors import PipelineActors, declare_actors
 from workers.broker import build_broker
 from workers.enqueue import ActorEnqueuer
@@ -38,11 +38,6 @@ OPERATOR_TOKEN = "operator-token-for-tests"
 PAYOUT_EMAIL = "payouts@example.test"
 PAYOUT_PASSWORD = "payout-password-for-tests"
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def eventually(check: Callable[[], Awaitable[Any]], *, timeout: float = 20.0, interval: float = 0.05) -> Any:

@@ -44,7 +44,8 @@ from tests.integration.pipeline.test_deposit_news_after_settlement import (
 from tests.integration.pipeline.test_payout_unknown_outcome import _held_for_review, decide, metric
 from tests.integration.pipeline.test_withdrawal_payouts import approved_withdrawal, payout_posts, sim_payouts, stored
 from tests.integration.pipeline.test_withdrawal_requests import money, no_violations, postings, queue_state
-from tests.integration.stack import Stack, eventually, free_port
+from tests.integration.stack import Stack, eventually
+from tests.ports import free_port
 
 QUEUE = "process-withdrawal"
 

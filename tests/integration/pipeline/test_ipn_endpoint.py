@@ -32,7 +32,8 @@ from settings import IPN_PATH
 from storage import payments
 from tests.conftest import REDIS_URL
 from tests.integration.metrics_text import metric_samples
-from tests.integration.stack import API_TOKEN, IPN_SECRET, Stack, eventually, free_port
+from tests.integration.stack import API_TOKEN, IPN_SECRET, Stack, eventually
+from tests.ports import free_port
 
 DECIMAL_STRING = re.compile(r"^-?\d+(\.\d+)?$")
 
