@@ -2,13 +2,13 @@
 
 Public names:
 - `gateway.client.NowPaymentsClient`
-- `gateway.models`: `GatewayPayment`, `GatewayPayout`, `GatewayCurrency`, `MinAmount`,
+- `gateway.models`: `GatewayPayment`, `GatewayPaymentPage`, `GatewayPayout`, `GatewayCurrency`, `MinAmount`,
   `PAYOUT_STATUSES`
 - `gateway.errors`: `GatewayError`, `GatewayTransientError`, `GatewayRejected`,
   `GatewayConfigurationError`, `GatewayProtocolError`, `InvalidSignature`,
   `DUPLICATE_EXTERNAL_ID` (the `GatewayRejected.code` of a reused payout id)
 - `gateway.signature`: `canonical_json`, `sign`, `verify_ipn`
-- `gateway.simulator`: `create_simulator_app`, `SimulatorServer`, `serve`
+- `gateway.simulator`: `SimulatorConfig`, `create_simulator_app`, `SimulatorServer`, `serve`
 
 Retry rule worth knowing: `create_payment` is repeated only when the gateway cannot have
 acted on the request (connection refused, HTTP 429). After a timeout, a dropped connection

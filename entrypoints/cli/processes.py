@@ -146,21 +146,20 @@ def simulator(host: str, port: int, auto_advance: float | None) -> None:
     Example:
       NOWPAYMENTS_IPN_SECRET=dev payments simulator --port 8090 --auto-advance 2
     """
-    from gateway.simulator import serve
+    from gateway.simulator import SimulatorConfig, serve
 
     configure_logging(level=os.environ.get("LOG_LEVEL", "INFO"), fmt=os.environ.get("LOG_FORMAT", "console"))
     secret = os.environ.get("NOWPAYMENTS_IPN_SECRET")
     if not secret:
         raise SettingsError("NOWPAYMENTS_IPN_SECRET is required for the simulator (it signs IPNs with it)")
-    serve(
-        host,
-        port,
-        secret,
-        os.environ.get("NOWPAYMENTS_API_KEY"),
-        auto_advance,
+    config = SimulatorConfig(
+        ipn_secret=secret,
+        api_key=os.environ.get("NOWPAYMENTS_API_KEY"),
+        auto_advance_seconds=auto_advance,
         payout_email=os.environ.get("NOWPAYMENTS_EMAIL"),
         payout_password=os.environ.get("NOWPAYMENTS_PASSWORD"),
     )
+    serve(config, host, port)
 
 
 @click.command()

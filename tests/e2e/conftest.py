@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from gateway.simulator import SimulatorServer
+from gateway.simulator import SimulatorConfig, SimulatorServer
 from tests.conftest import _admin, _dsn_for
 from tests.e2e.procs import Launcher
 
@@ -30,7 +30,7 @@ def launcher(tmp_path) -> Iterator[Launcher]:
 
 @pytest.fixture
 def simulator() -> Iterator[SimulatorServer]:
-    sim = SimulatorServer(ipn_secret=SIM_IPN_SECRET, api_key=SIM_API_KEY)
+    sim = SimulatorServer(SimulatorConfig(ipn_secret=SIM_IPN_SECRET, api_key=SIM_API_KEY))
     sim.start()
     yield sim
     sim.stop()

@@ -20,7 +20,7 @@ from aiohttp import web
 
 from entrypoints.scheduler import run_scheduler
 from entrypoints.web.app import WebRuntime, create_web_app
-from gateway.simulator import SimulatorServer
+from gateway.simulator import SimulatorConfig, SimulatorServer
 from services.context import StageContext, gateway_from_settings
 from services.sync_currencies import sync_currencies
 from settings import Settings, load_settings
@@ -72,7 +72,9 @@ class Stack:
         self.start_worker = start_worker
         self.web_port = free_port()
         self.sim = SimulatorServer(
-            ipn_secret=IPN_SECRET, api_key=API_KEY, payout_email=PAYOUT_EMAIL, payout_password=PAYOUT_PASSWORD
+            SimulatorConfig(
+                ipn_secret=IPN_SECRET, api_key=API_KEY, payout_email=PAYOUT_EMAIL, payout_password=PAYOUT_PASSWORD
+            )
         )
         self.overrides = overrides
         self.settings: Settings

@@ -4,6 +4,7 @@ IPN receiver that verifies callbacks like production would."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +17,7 @@ from pydantic import SecretStr
 from gateway.client import NowPaymentsClient
 from gateway.errors import InvalidSignature
 from gateway.signature import verify_ipn
-from gateway.simulator import SimulatorServer
+from gateway.simulator import SimulatorConfig, SimulatorServer
 
 IPN_SECRET = "sim-ipn-secret-0123456789"
 API_KEY = "TEST-API-KEY-4b7e9c2d"

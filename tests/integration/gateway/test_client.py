@@ -15,7 +15,7 @@ from pydantic import SecretStr
 
 from gateway.client import NowPaymentsClient
 from gateway.errors import GatewayProtocolError, GatewayRejected, GatewayTransientError
-from gateway.simulator import SimulatorServer
+from gateway.simulator import SimulatorConfig, SimulatorServer
 from tests.integration.gateway.conftest import API_KEY, IPN_SECRET, Control
 
 
@@ -165,7 +165,7 @@ async def test_merchant_coins_selected_currencies_shape(client: NowPaymentsClien
 
 
 async def test_merchant_coins_currencies_shape() -> None:
-    with SimulatorServer(ipn_secret=IPN_SECRET, merchant_coins_key="currencies") as other:
+    with SimulatorServer(SimulatorConfig(ipn_secret=IPN_SECRET, merchant_coins_key="currencies")) as other:
         async with sim_client(other.api_url, key="any-key") as gateway:
             assert "eth" in await gateway.merchant_coins()
 

@@ -27,7 +27,7 @@ from gateway.errors import (
 )
 from gateway.models import GatewayPayout
 from gateway.signature import canonical_json
-from gateway.simulator import CATALOGUE, SimulatorServer
+from gateway.simulator import CATALOGUE, SimulatorConfig, SimulatorServer
 from tests.integration.gateway.conftest import API_KEY, IPN_SECRET, PAYOUT_EMAIL, PAYOUT_PASSWORD, Control, Receiver
 
 SECRETS = (API_KEY, PAYOUT_EMAIL, PAYOUT_PASSWORD, IPN_SECRET)
@@ -58,7 +58,7 @@ def own_simulator(**kwargs: Any) -> Iterator[SimulatorServer]:
         "payout_password": PAYOUT_PASSWORD,
         **kwargs,
     }
-    with SimulatorServer(**options) as server:
+    with SimulatorServer(SimulatorConfig(**options)) as server:
         yield server
 
 

@@ -13,7 +13,7 @@ from pydantic import SecretStr
 from gateway.client import NowPaymentsClient
 from gateway.models import GatewayPayment
 from gateway.signature import canonical_json
-from gateway.simulator import SimulatorServer
+from gateway.simulator import SimulatorConfig, SimulatorServer
 from tests.integration.gateway.conftest import API_KEY, IPN_SECRET, Control, Receiver
 
 
@@ -164,7 +164,7 @@ async def test_error_bodies_have_the_gateway_shape(sim: SimulatorServer, http: A
 
 
 async def test_auto_advance_plays_the_sandbox_case(receiver: Receiver) -> None:
-    with SimulatorServer(ipn_secret=IPN_SECRET, auto_advance_seconds=0.02) as auto:
+    with SimulatorServer(SimulatorConfig(ipn_secret=IPN_SECRET, auto_advance_seconds=0.02)) as auto:
         async with NowPaymentsClient(base_url=auto.api_url, api_key=SecretStr("k")) as gateway:
             paid = await new_payment(gateway, receiver, currency="eth", amount="30")
             partial = await new_payment(gateway, receiver, currency="eth", amount="30", case="partially_paid")
