@@ -21,6 +21,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from types import TracebackType
 from typing import Any, Self
@@ -38,7 +39,7 @@ from gateway.errors import (
     GatewayRejected,
     GatewayTransientError,
 )
-from gateway.models import GatewayCurrency, GatewayPayment, GatewayPayout, MinAmount
+from gateway.models import GatewayCurrency, GatewayPayment, GatewayPaymentPage, GatewayPayout, MinAmount
 
 log = logging.getLogger(__name__)
 
@@ -492,6 +493,30 @@ class NowPaymentsClient:
             raise GatewayProtocolError("GET /payment: answer is for a different payment")
         return payment
 
+    async def list_payments(
+        self,
+        *,
+        limit: int = 100,
+        page: int = 0,
+        sort_by: str = "created_at",
+        order_by: str = "asc",
+        date_from: date | None = None,
+        date_to: date | None = None,
+    ) -> GatewayPaymentPage:
+        """GET /payment/: one page (from 0) of the merchant's payments, created between
+        `date_from` and `date_to` (dates, or aware datetimes). Needs the payout login, as
+        the gateway lists payments only behind its JWT."""
+        if not 1 <= limit <= 500 or page < 0:
+            raise ValueError("limit must be 1 to 500 and page at least 0")
+        if order_by not in ("asc", "desc"):
+            raise ValueError('order_by must be "asc" or "desc"')
+        params = {"limit": str(limit), "page": str(page), "sortBy": sort_by, "orderBy": order_by}
+        for key, moment in (("dateFrom", date_from), ("dateTo", date_to)):
+            if moment is not None:
+                params[key] = _query_moment(moment)
+        answer = await self._request("GET", "/payment/", params=params, payout_auth=True)
+        return GatewayPaymentPage.from_wire(answer.body)
+
     # -- payouts (mass payouts API) ----------------------------------------------------
 
     async def validate_address(self, currency: str, address: str, extra_id: str | None = None) -> bool:
@@ -649,6 +674,16 @@ def _is_duplicate_external_id(exc: GatewayRejected) -> bool:
     return ("unique_external_id" in message or "external id" in message) and any(
         word in message for word in ("exist", "duplicate", "already", "taken")
     )
+
+
+def _query_moment(moment: date) -> str:
+    """YYYY-MM-DD for a date, UTC with milliseconds and "Z" for a datetime (the gateway's forms)."""
+    if not isinstance(moment, datetime):
+        return moment.isoformat()
+    if moment.tzinfo is None:
+        raise ValueError("date_from/date_to datetimes must be timezone-aware")
+    moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 def _required_text(value: str, name: str) -> str:

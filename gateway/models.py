@@ -206,6 +206,35 @@ class GatewayPayment:
 
 
 @dataclass(frozen=True, slots=True)
+class GatewayPaymentPage:
+    """One page of the payment list (GET /payment/): its payments and where it stands."""
+
+    payments: tuple[GatewayPayment, ...]
+    limit: int
+    page: int
+    pages_count: int
+    total: int
+
+    @classmethod
+    def from_wire(cls, body: object) -> GatewayPaymentPage:
+        body = _require_mapping(body, "payment list")
+        data = body.get("data")
+        if not isinstance(data, list):
+            raise GatewayProtocolError("payment list has no data list")
+        counts = {key: _integer(body, key) for key in ("limit", "page", "pagesCount", "total")}
+        missing = [key for key, value in counts.items() if value is None]
+        if missing:
+            raise GatewayProtocolError(f"payment list has no {', '.join(missing)}")
+        return cls(
+            payments=tuple(GatewayPayment.from_wire(_require_mapping(item, "payment list entry")) for item in data),
+            limit=counts["limit"] or 0,
+            page=counts["page"] or 0,
+            pages_count=counts["pagesCount"] or 0,
+            total=counts["total"] or 0,
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class GatewayCurrency:
     """One entry of GET /full-currencies. `code` is lowercase; `enabled` is the wire's `enable`."""
 

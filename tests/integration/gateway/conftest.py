@@ -27,9 +27,10 @@ PAYOUT_PASSWORD = "payout-Pa55word-7f3a91"
 
 @pytest.fixture(scope="session")
 def sim() -> Iterator[SimulatorServer]:
-    with SimulatorServer(
+    config = SimulatorConfig(
         ipn_secret=IPN_SECRET, api_key=API_KEY, payout_email=PAYOUT_EMAIL, payout_password=PAYOUT_PASSWORD
-    ) as server:
+    )
+    with SimulatorServer(config) as server:
         yield server
 
 
@@ -147,3 +148,30 @@ async def receiver() -> AsyncIterator[Receiver]:
     rec.url = f"http://127.0.0.1:{runner.addresses[0][1]}/ipn/nowpayments"
     yield rec
     await runner.cleanup()
+
+
+@contextmanager
+def fresh_simulator(**overrides: Any) -> Iterator[SimulatorServer]:
+    """A simulator of the test's own (payments, faults and draws not shared with other tests),
+    with the shared credentials unless `overrides` says otherwise."""
+    options: dict[str, Any] = {
+        "ipn_secret": IPN_SECRET,
+        "api_key": API_KEY,
+        "payout_email": PAYOUT_EMAIL,
+        "payout_password": PAYOUT_PASSWORD,
+        **overrides,
+    }
+    with SimulatorServer(SimulatorConfig(**options)) as server:
+        yield server
+
+
+def payout_login_client(url: str, **options: Any) -> NowPaymentsClient:
+    """A client with the API key and the payout login, quick to give up on failures."""
+    settings: dict[str, Any] = {"timeout": 5.0, "backoff_base": 0.01, **options}
+    return NowPaymentsClient(
+        base_url=url,
+        api_key=SecretStr(API_KEY),
+        email=PAYOUT_EMAIL,
+        password=SecretStr(PAYOUT_PASSWORD),
+        **settings,
+    )
