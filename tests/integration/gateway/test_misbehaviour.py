@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from decimal import Decimal
 from typing import Any
 
@@ -169,20 +171,27 @@ def test_config_refuses_bad_knobs() -> None:
 # -- IPN delivery -----------------------------------------------------------------------------
 
 
-async def test_duplicated_callbacks_arrive_twice(receiver: Receiver) -> None:
-    with fresh_simulator(ipn_delivery=IpnDelivery(duplicate_rate=1.0)) as sim:
+@asynccontextmanager
+async def payment_on_own_simulator(receiver: Receiver, **config: Any) -> AsyncIterator[tuple[Control, str]]:
+    """A control session on a simulator of the test's own, and a payment there reporting to
+    `receiver`."""
+    with fresh_simulator(**config) as sim:
         async with (
             aiohttp.ClientSession() as http,
-            NowPaymentsClient(base_url=sim.api_url, api_key=SecretStr(API_KEY)) as gw,
+            NowPaymentsClient(base_url=sim.api_url, api_key=SecretStr(API_KEY)) as gateway,
         ):
-            control = Control(http, sim.url)
-            payment = await new_payment(gw, receiver)
-            answer = await control.call("POST", f"/sim/payments/{payment.payment_id}/status", {"status": "confirming"})
-            assert answer["ipn"]["ok"] is True
-            assert receiver.statuses(payment.payment_id) == ["confirming", "confirming"]
-            log = await control.ipn_log(payment.payment_id)
-            assert [(e["attempt"], e["duplicate"]) for e in log] == [(1, False), (1, True)]
-            assert log[0]["body"] == log[1]["body"] and log[0]["signature"] == log[1]["signature"]
+            payment = await new_payment(gateway, receiver)
+            yield Control(http, sim.url), payment.payment_id
+
+
+async def test_duplicated_callbacks_arrive_twice(receiver: Receiver) -> None:
+    async with payment_on_own_simulator(receiver, ipn_delivery=IpnDelivery(duplicate_rate=1.0)) as (control, pid):
+        answer = await control.call("POST", f"/sim/payments/{pid}/status", {"status": "confirming"})
+        assert answer["ipn"]["ok"] is True
+        assert receiver.statuses(pid) == ["confirming", "confirming"]
+        log = await control.ipn_log(pid)
+        assert [(e["attempt"], e["duplicate"]) for e in log] == [(1, False), (1, True)]
+        assert log[0]["body"] == log[1]["body"] and log[0]["signature"] == log[1]["signature"]
     assert receiver.rejected == []
 
 
@@ -209,18 +218,13 @@ async def test_reordered_callbacks_arrive_swapped_in_pairs(
     assert receiver.rejected == []
 
 
-async def test_delayed_callbacks_come_later_and_may_be_overtaken(receiver: Receiver) -> None:
+async def test_delayed_callbacks_all_arrive_later(receiver: Receiver) -> None:
     knobs = IpnDelivery(delay_rate=1.0, delay_seconds=0.3)
-    with fresh_simulator(seed=11, ipn_delivery=knobs) as sim:
-        async with (
-            aiohttp.ClientSession() as http,
-            NowPaymentsClient(base_url=sim.api_url, api_key=SecretStr(API_KEY)) as gw,
-        ):
-            control = Control(http, sim.url)
-            payment = await new_payment(gw, receiver)
-            played = await control.call("POST", f"/sim/payments/{payment.payment_id}/play", {"scenario": "paid"})
-            assert played["ipn"] == []  # all deferred to the background
-            got = await arrived(receiver, payment.payment_id, 5)
+    async with payment_on_own_simulator(receiver, seed=11, ipn_delivery=knobs) as (control, pid):
+        played = await control.call("POST", f"/sim/payments/{pid}/play", {"scenario": "paid"})
+        assert played["ipn"] == []  # all deferred to the background
+        got = await arrived(receiver, pid, 5)
+        assert len(await control.ipn_log(pid)) == 5
     assert sorted(got) == sorted(["waiting", "confirming", "confirmed", "sending", "finished"])
     assert receiver.rejected == []
 

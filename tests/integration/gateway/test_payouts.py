@@ -7,8 +7,8 @@ import asyncio
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from decimal import Decimal
 from typing import Any
 
@@ -27,8 +27,9 @@ from gateway.errors import (
 )
 from gateway.models import GatewayPayout
 from gateway.signature import canonical_json
-from gateway.simulator import CATALOGUE, SimulatorConfig, SimulatorServer
+from gateway.simulator import CATALOGUE, SimulatorServer
 from tests.integration.gateway.conftest import API_KEY, IPN_SECRET, PAYOUT_EMAIL, PAYOUT_PASSWORD, Control, Receiver
+from tests.integration.gateway.conftest import fresh_simulator as own_simulator
 
 SECRETS = (API_KEY, PAYOUT_EMAIL, PAYOUT_PASSWORD, IPN_SECRET)
 
@@ -46,20 +47,6 @@ def make_client(url: str, **kwargs: Any) -> NowPaymentsClient:
         **kwargs,
     }
     return NowPaymentsClient(base_url=url, api_key=SecretStr(API_KEY), **options)
-
-
-@contextmanager
-def own_simulator(**kwargs: Any) -> Iterator[SimulatorServer]:
-    """A simulator of the test's own, so request counts are not shared with other tests."""
-    options: dict[str, Any] = {
-        "ipn_secret": IPN_SECRET,
-        "api_key": API_KEY,
-        "payout_email": PAYOUT_EMAIL,
-        "payout_password": PAYOUT_PASSWORD,
-        **kwargs,
-    }
-    with SimulatorServer(SimulatorConfig(**options)) as server:
-        yield server
 
 
 @asynccontextmanager
