@@ -27,6 +27,8 @@ from services.errors import (
     InsufficientFunds,
     NotFound,
     PayoutInProgress,
+    RequestAlreadyRefused,
+    RequestIdReused,
     UnknownPayment,
     UnknownPayout,
 )
@@ -54,6 +56,8 @@ ERRORS: dict[type[BaseException], ErrorOutcome] = {
     InvalidRequest: ErrorOutcome(400, "invalid_request", EXIT_REFUSED),
     InvalidTransition: ErrorOutcome(409, "invalid_transition", EXIT_REFUSED),
     InsufficientFunds: ErrorOutcome(409, "insufficient_funds", EXIT_REFUSED),
+    RequestIdReused: ErrorOutcome(409, "request_id_reused", EXIT_REFUSED),
+    RequestAlreadyRefused: ErrorOutcome(409, "request_refused", EXIT_REFUSED),
     NotFound: ErrorOutcome(404, "not_found", EXIT_NOT_FOUND),
     UnknownPayment: ErrorOutcome(404, "unknown_payment", EXIT_NOT_FOUND),
     DeadLetterNotFound: ErrorOutcome(404, "not_found", EXIT_NOT_FOUND),
