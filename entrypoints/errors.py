@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import asyncpg
+
 from domain.errors import InvalidRequest, InvalidTransition
 from gateway.errors import (
     CallbacksDisabled,
@@ -51,6 +53,8 @@ EXIT_UNAVAILABLE = 3  # a service we depend on did not answer; trying again late
 EXIT_NOT_FOUND = 4
 
 _GATEWAY_DOWN = "NOWPayments did not answer; nothing was changed, try again"
+_DATABASE_DOWN = "the database connection was interrupted; try again (repeating the same request is safe)"
+_DATABASE_UNAVAILABLE = ErrorOutcome(503, "database_unavailable", EXIT_UNAVAILABLE, _DATABASE_DOWN)
 
 ERRORS: dict[type[BaseException], ErrorOutcome] = {
     InvalidRequest: ErrorOutcome(400, "invalid_request", EXIT_REFUSED),
@@ -77,6 +81,15 @@ ERRORS: dict[type[BaseException], ErrorOutcome] = {
     ),
     GatewayError: ErrorOutcome(502, "gateway_error", EXIT_UNAVAILABLE, "the payment gateway failed"),
     SettingsError: ErrorOutcome(500, "misconfigured", EXIT_USAGE, "the service is misconfigured"),
+    # A connection Postgres terminated or lost (the pool discards it), or a server that is not up.
+    asyncpg.PostgresConnectionError: _DATABASE_UNAVAILABLE,
+    asyncpg.exceptions.AdminShutdownError: _DATABASE_UNAVAILABLE,
+    asyncpg.exceptions.CrashShutdownError: _DATABASE_UNAVAILABLE,
+    asyncpg.exceptions.CannotConnectNowError: _DATABASE_UNAVAILABLE,
+    # "cannot switch to state 15; another operation is in progress": a connection whose protocol
+    # was left mid-operation when its server went away.
+    asyncpg.InternalClientError: _DATABASE_UNAVAILABLE,
+    ConnectionRefusedError: _DATABASE_UNAVAILABLE,
 }
 
 
