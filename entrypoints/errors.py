@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import asyncpg
+
 from domain.errors import InvalidRequest, InvalidTransition
 from gateway.errors import (
     CallbacksDisabled,
@@ -27,6 +29,8 @@ from services.errors import (
     InsufficientFunds,
     NotFound,
     PayoutInProgress,
+    RequestAlreadyRefused,
+    RequestIdReused,
     UnknownPayment,
     UnknownPayout,
 )
@@ -49,11 +53,15 @@ EXIT_UNAVAILABLE = 3  # a service we depend on did not answer; trying again late
 EXIT_NOT_FOUND = 4
 
 _GATEWAY_DOWN = "NOWPayments did not answer; nothing was changed, try again"
+_DATABASE_DOWN = "the database connection was interrupted; try again (repeating the same request is safe)"
+_DATABASE_UNAVAILABLE = ErrorOutcome(503, "database_unavailable", EXIT_UNAVAILABLE, _DATABASE_DOWN)
 
 ERRORS: dict[type[BaseException], ErrorOutcome] = {
     InvalidRequest: ErrorOutcome(400, "invalid_request", EXIT_REFUSED),
     InvalidTransition: ErrorOutcome(409, "invalid_transition", EXIT_REFUSED),
     InsufficientFunds: ErrorOutcome(409, "insufficient_funds", EXIT_REFUSED),
+    RequestIdReused: ErrorOutcome(409, "request_id_reused", EXIT_REFUSED),
+    RequestAlreadyRefused: ErrorOutcome(409, "request_refused", EXIT_REFUSED),
     NotFound: ErrorOutcome(404, "not_found", EXIT_NOT_FOUND),
     UnknownPayment: ErrorOutcome(404, "unknown_payment", EXIT_NOT_FOUND),
     DeadLetterNotFound: ErrorOutcome(404, "not_found", EXIT_NOT_FOUND),
@@ -73,6 +81,15 @@ ERRORS: dict[type[BaseException], ErrorOutcome] = {
     ),
     GatewayError: ErrorOutcome(502, "gateway_error", EXIT_UNAVAILABLE, "the payment gateway failed"),
     SettingsError: ErrorOutcome(500, "misconfigured", EXIT_USAGE, "the service is misconfigured"),
+    # A connection Postgres terminated or lost (the pool discards it), or a server that is not up.
+    asyncpg.PostgresConnectionError: _DATABASE_UNAVAILABLE,
+    asyncpg.exceptions.AdminShutdownError: _DATABASE_UNAVAILABLE,
+    asyncpg.exceptions.CrashShutdownError: _DATABASE_UNAVAILABLE,
+    asyncpg.exceptions.CannotConnectNowError: _DATABASE_UNAVAILABLE,
+    # "cannot switch to state 15; another operation is in progress": a connection whose protocol
+    # was left mid-operation when its server went away.
+    asyncpg.InternalClientError: _DATABASE_UNAVAILABLE,
+    ConnectionRefusedError: _DATABASE_UNAVAILABLE,
 }
 
 

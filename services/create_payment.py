@@ -4,19 +4,20 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import asyncpg
 import structlog
 
-from domain.errors import InvalidRequest
 from domain.ids import new_payment_id
 from domain.money import format_usd
-from domain.payments import Payment, PaymentStatus, PaymentUpdate, request_fingerprint
+from domain.payments import Payment, PaymentStatus, PaymentUpdate
+from domain.rejections import RequestKind
 from gateway.errors import GatewayProtocolError, GatewayRejected, GatewayTransientError
 from gateway.models import GatewayPayment
+from services.admit_deposit import same_request_or_refuse, validate_new_deposit
 from services.commands import CreatePaymentRequest
 from services.context import StageContext
 from services.errors import CreationInProgress
-from storage import currencies, payments
+from services.rejections import deposit_fingerprint, refuse_if_refused_before
+from storage import payments, rejections
 from storage.db import transaction
 
 log = structlog.get_logger(__name__)
@@ -106,16 +107,14 @@ async def _record_creation(ctx: StageContext, payment: Payment, answer: GatewayP
 
 
 async def _record_request(ctx: StageContext, request: CreatePaymentRequest) -> Payment:
-    fingerprint = request_fingerprint(
-        user_id=request.user_id,
-        amount_usd=request.amount_usd,
-        currency_code=request.currency_code,
-        description=request.description,
-    )
+    """The payment for this request_id: found (a replay) or recorded now, after the checks the door also makes."""
+    fingerprint = deposit_fingerprint(request)
     async with transaction(ctx.pool) as conn:
+        await rejections.lock_request_id(conn, RequestKind.DEPOSIT, request.request_id)
         existing = await payments.find_by_request_id(conn, request.request_id)
         if existing is None:
-            await _validate_new_request(conn, ctx, request)
+            await refuse_if_refused_before(conn, RequestKind.DEPOSIT, request.request_id, fingerprint)
+            await validate_new_deposit(conn, ctx.settings, request)
             existing = await payments.insert_payment(
                 conn,
                 payment_id=new_payment_id(),
@@ -126,37 +125,9 @@ async def _record_request(ctx: StageContext, request: CreatePaymentRequest) -> P
                 currency_code=request.currency_code,
                 description=request.description,
             )
-            if existing is not None:
-                return existing
-            existing = await payments.find_by_request_id(conn, request.request_id)  # lost a race: same checks
-            assert existing is not None
-    if existing.request_fingerprint != fingerprint:
-        raise InvalidRequest(
-            f"request_id {request.request_id!r} was already used for payment {existing.id} with different arguments",
-            field="request_id",
-        )
-    return existing
-
-
-async def _validate_new_request(conn: asyncpg.Connection, ctx: StageContext, request: CreatePaymentRequest) -> None:
-    currency = await currencies.get_currency(conn, request.currency_code)
-    if currency is None:
-        raise InvalidRequest(f"unknown currency {request.currency_code!r}", field="currency_code")
-    if not currency.active:
-        raise InvalidRequest(f"currency {request.currency_code!r} is not active", field="currency_code")
-    settings = ctx.settings
-    minimum = max(settings.payments_min_deposit_usd, currency.min_amount_usd or settings.payments_min_deposit_usd)
-    if request.amount_usd < minimum:
-        raise InvalidRequest(
-            f"{format_usd(request.amount_usd)} is below the minimum deposit of {format_usd(minimum)}",
-            field="amount_usd",
-        )
-    if request.amount_usd > settings.payments_max_deposit_usd:
-        raise InvalidRequest(
-            f"{format_usd(request.amount_usd)} is above the maximum deposit of "
-            f"{format_usd(settings.payments_max_deposit_usd)}",
-            field="amount_usd",
-        )
+            assert existing is not None  # the lock is held: nobody else can have inserted it meanwhile
+            return existing
+    return same_request_or_refuse(existing, fingerprint)
 
 
 async def _record_rejection(ctx: StageContext, payment: Payment, exc: GatewayRejected) -> Payment:

@@ -8,6 +8,7 @@ worth retrying once the other holder's lease has run out.
 from __future__ import annotations
 
 from domain.errors import InvalidRequest
+from domain.rejections import Rejection
 
 
 class NotFound(InvalidRequest):
@@ -32,6 +33,19 @@ class UnknownPayout(NotFound):
 
 class InsufficientFunds(InvalidRequest):
     """Raised when the available balance does not cover a withdrawal's amount."""
+
+
+class RequestIdReused(InvalidRequest):
+    """Raised when a request_id already answers a request with other arguments (a payment, withdrawal or refusal)."""
+
+
+class RequestAlreadyRefused(InvalidRequest):
+    """Raised when a request_id was refused for good earlier: the same refusal is the answer again."""
+
+    def __init__(self, rejection: Rejection) -> None:
+        when = rejection.rejected_at.isoformat()
+        super().__init__(f"request_id {rejection.request_id!r} was refused at {when}: {rejection.reason}")
+        self.rejection = rejection
 
 
 class CreationInProgress(Exception):

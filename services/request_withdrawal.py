@@ -13,6 +13,7 @@ from domain.errors import InvalidRequest
 from domain.ids import new_withdrawal_id
 from domain.ledger import withdrawal_hold_posting
 from domain.money import format_usd
+from domain.rejections import RequestKind
 from domain.withdrawals import (
     FeeSchedule,
     Withdrawal,
@@ -26,12 +27,15 @@ from domain.withdrawals import (
 from gateway.errors import GatewayRejected
 from services.commands import WithdrawalRequest
 from services.context import StageContext
-from services.errors import InsufficientFunds
+from services.errors import InsufficientFunds, RequestIdReused
+from services.rejections import refuse_if_refused_before, withdrawal_request_fingerprint
 from settings import Settings
-from storage import currencies, ledger, withdrawals
+from storage import currencies, ledger, rejections, withdrawals
 from storage.db import transaction
 
 log = structlog.get_logger(__name__)
+
+_KIND = RequestKind.WITHDRAWAL
 
 
 def fee_schedule(settings: Settings, currency_code: str) -> FeeSchedule:
@@ -73,6 +77,8 @@ async def request_withdrawal(ctx: StageContext, request: WithdrawalRequest) -> R
     async with ctx.pool.acquire() as conn:
         currency = await currencies.get_currency(conn, request.currency_code)
         existing = await withdrawals.find_by_request_id(conn, request.request_id)
+        if existing is None:
+            await refuse_if_refused_before(conn, _KIND, request.request_id, withdrawal_request_fingerprint(request))
     if currency is None:
         raise InvalidRequest(f"unknown currency {request.currency_code!r}", field="currency_code")
     destination = _destination(request, currency)
@@ -128,6 +134,8 @@ async def _record_and_hold(
 ) -> RequestResult:
     """Insert the withdrawal and hold its amount in one transaction (or find the concurrent twin's)."""
     async with transaction(ctx.pool) as conn:
+        await rejections.lock_request_id(conn, _KIND, request.request_id)  # against a worker recording a refusal
+        await refuse_if_refused_before(conn, _KIND, request.request_id, withdrawal_request_fingerprint(request))
         created = await withdrawals.insert_withdrawal(
             conn,
             withdrawal_id=new_withdrawal_id(),
@@ -173,7 +181,7 @@ async def _hold(conn: asyncpg.Connection, withdrawal_id: str, user_id: str, amou
 
 def _replay(existing: Withdrawal, fingerprint: str) -> RequestResult:
     if existing.request_fingerprint != fingerprint:
-        raise InvalidRequest(
+        raise RequestIdReused(
             f"request_id {existing.request_id!r} was already used for withdrawal {existing.id}"
             " with different arguments",
             field="request_id",

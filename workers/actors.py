@@ -6,6 +6,8 @@ Queue and actor names are the public message contract (README "Message contract"
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,12 +16,15 @@ import structlog
 from dramatiq.brokers.redis import RedisBroker
 
 from domain.errors import InvalidRequest, InvalidTransition
+from domain.rejections import RequestKind
 from gateway.errors import GatewayError, GatewayProtocolError, GatewayTransientError
 from services.commands import CreatePaymentRequest, PaymentMessage, WithdrawalMessage, WithdrawalRequest
+from services.context import StageContext
 from services.create_payment import create_payment as create_payment_stage
 from services.errors import CreationInProgress, PayoutInProgress
 from services.poll_status import poll_status as poll_status_stage
 from services.process_withdrawal import process_withdrawal as process_withdrawal_stage
+from services.rejections import record_refusal
 from services.request_withdrawal import request_withdrawal as request_withdrawal_stage
 from services.settle_deposit import settle_deposit as settle_deposit_stage
 from workers.runtime import current_context
@@ -60,15 +65,32 @@ def _defer_to_scheduler(actor: str, subject_id: str, exc: Exception) -> None:
     )
 
 
+@asynccontextmanager
+async def refusal_recorded(
+    ctx: StageContext, kind: RequestKind, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> AsyncIterator[None]:
+    """A request message refused for good leaves its answer under its request_id before it is dead-lettered.
+
+    If the record cannot be written (database down), that error propagates instead and the message is retried.
+    """
+    try:
+        yield
+    except InvalidRequest as exc:
+        await record_refusal(ctx, kind, args, kwargs, exc)
+        raise
+
+
 def declare_actors(broker: RedisBroker) -> PipelineActors:
     """Register every actor on ``broker`` (once per broker)."""
 
     async def create_payment(*args: Any, **kwargs: Any) -> None:
-        request = CreatePaymentRequest.from_message(args, kwargs)
-        try:
-            await create_payment_stage(current_context(), request)
-        except CreationInProgress as exc:  # expected under duplicate delivery: retry quietly
-            raise dramatiq.Retry(str(exc), delay=LEASE_RETRY_DELAY_MS) from None
+        ctx = current_context()
+        async with refusal_recorded(ctx, RequestKind.DEPOSIT, args, kwargs):
+            request = CreatePaymentRequest.from_message(args, kwargs)
+            try:
+                await create_payment_stage(ctx, request)
+            except CreationInProgress as exc:  # expected under duplicate delivery: retry quietly
+                raise dramatiq.Retry(str(exc), delay=LEASE_RETRY_DELAY_MS) from None
 
     async def poll_status(*args: Any, **kwargs: Any) -> None:
         payment_id = PaymentMessage.from_message(args, kwargs).payment_id
@@ -81,7 +103,9 @@ def declare_actors(broker: RedisBroker) -> PipelineActors:
         await settle_deposit_stage(current_context(), PaymentMessage.from_message(args, kwargs).payment_id)
 
     async def request_withdrawal(*args: Any, **kwargs: Any) -> None:
-        await request_withdrawal_stage(current_context(), WithdrawalRequest.from_message(args, kwargs))
+        ctx = current_context()
+        async with refusal_recorded(ctx, RequestKind.WITHDRAWAL, args, kwargs):
+            await request_withdrawal_stage(ctx, WithdrawalRequest.from_message(args, kwargs))
 
     async def process_withdrawal(*args: Any, **kwargs: Any) -> None:
         withdrawal_id = WithdrawalMessage.from_message(args, kwargs).withdrawal_id

@@ -21,6 +21,49 @@ MAINTENANCE_CHANCE = 10_000  # per million broker calls
 MAX_LOGGED_BODY = 200
 
 
+class MalformedMessage(ValueError):
+    """Raised when decoding a body that is JSON but not shaped like a dramatiq message."""
+
+    def __init__(self, reason: str, message_id: object) -> None:
+        super().__init__(reason)
+        self.message_id = message_id if isinstance(message_id, str) else None
+
+
+# Each field of a message (dramatiq.Message) and the JSON type it must have.
+_MESSAGE_SHAPE: tuple[tuple[str, type, str], ...] = (
+    ("queue_name", str, "a string"),
+    ("actor_name", str, "a string"),
+    ("args", list, "a JSON array"),
+    ("kwargs", dict, "a JSON object"),
+    ("options", dict, "a JSON object"),
+    ("message_id", str, "a string"),
+    ("message_timestamp", int, "an integer"),
+)
+
+
+class ShapeCheckingEncoder(dramatiq.JSONEncoder):
+    """dramatiq's JSON encoding, except that a body not shaped like a message fails to decode.
+
+    Stock dramatiq builds a message from any JSON object: ``kwargs`` as a list then fails in the
+    actor call, is retried 25 times, and cannot even be formatted into dramatiq's log line (and
+    ``args`` as a string becomes one argument per character). Failing the decode sends the body
+    down the dead-letter path for undecodable bodies at once, with the reason.
+    """
+
+    def decode(self, data: bytes) -> dict[str, Any]:
+        fields = super().decode(data)
+        if not isinstance(fields, dict):
+            raise MalformedMessage(f"a message must be a JSON object, got {type(fields).__name__}", None)
+        for name, kind, described in _MESSAGE_SHAPE:
+            value = fields.get(name)
+            if not isinstance(value, kind) or isinstance(value, bool):
+                got = "nothing" if name not in fields else type(value).__name__
+                raise MalformedMessage(f"{name} must be {described}, got {got}", fields.get("message_id"))
+        if not isinstance(fields["options"].get("redis_message_id"), str):
+            raise MalformedMessage("options.redis_message_id must be a string", fields.get("message_id"))
+        return fields
+
+
 class DeadLetterLog(Middleware):
     """Logs every message dramatiq dead-letters, with the reason: refused input, an unknown actor,
     or retries exhausted on a transient failure."""
@@ -62,10 +105,12 @@ class _DeadLetteringConsumer(_RedisConsumer):
         redis_id = next((rid for rid, body in zip(held, bodies, strict=True) if body == data), None)
         if redis_id is not None:
             broker.do_nack(self.queue_name, redis_id.decode() if isinstance(redis_id, bytes) else redis_id)
+        cause = exc.args[2] if len(exc.args) > 2 else exc
         log.error(
             "message_dead_lettered",
             queue=self.queue_name,
-            reason=f"undecodable message body: {exc.args[2] if len(exc.args) > 2 else exc}",
+            message_id=cause.message_id if isinstance(cause, MalformedMessage) else None,
+            reason=f"undecodable message body: {cause}",
             body=data[:MAX_LOGGED_BODY].decode("utf-8", "replace") if isinstance(data, bytes) else str(data)[:200],
             moved=redis_id is not None,
         )
@@ -90,6 +135,7 @@ def build_broker(
     defaults to ``BROKER_NAMESPACE``. ``metrics`` adds dramatiq's Prometheus middleware (message counts,
     durations and failures by actor), served by the worker CLI on ``WORKER_METRICS_PORT``.
     """
+    dramatiq.set_encoder(ShapeCheckingEncoder())
     broker = PaymentsRedisBroker(
         url=settings.redis_url.get_secret_value(),
         namespace=namespace or settings.broker_namespace,

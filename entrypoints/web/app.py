@@ -36,6 +36,7 @@ def _add_routes(router: web.UrlDispatcher) -> None:
     router.add_get("/v1/users/{user_id}/balance", users.get_balance)
     router.add_get("/v1/users/{user_id}/transactions", users.get_transactions)
     router.add_post("/v1/withdrawals", withdrawals.post_withdrawal)
+    router.add_get("/v1/withdrawals/by-request/{request_id}", withdrawals.get_withdrawal_by_request)
     router.add_get("/v1/withdrawals/{withdrawal_id}", withdrawals.get_withdrawal)
     router.add_post("/v1/withdrawals/{withdrawal_id}/cancel", withdrawals.post_withdrawal_cancel)
     router.add_post(OPERATOR_PREFIX + "withdrawals/{withdrawal_id}/approve", operator.post_approve)

@@ -10,6 +10,7 @@ from domain.errors import DomainError
 from domain.links import explorer_link, payment_uri
 from domain.money import CENT, plain_amount
 from domain.payments import Payment
+from domain.rejections import Rejection
 from domain.withdrawals import Withdrawal
 from storage.ledger import BalanceView, HistoryItem
 
@@ -133,4 +134,25 @@ def withdrawal_event_view(event: dict[str, Any]) -> dict[str, Any]:
         "actor": event["actor"],
         "note": event["note"],
         "at": _time(event["created_at"]),
+    }
+
+
+def rejection_view(rejection: Rejection) -> dict[str, Any]:
+    """A request refused for good, as ``GET /v1/deposits/{request_id}`` (or a replay) answers it."""
+    return {
+        "request_id": rejection.request_id,
+        "status": "rejected",
+        "error": rejection.error,
+        "reason": rejection.reason,
+        "field": rejection.field,
+        "rejected_at": _time(rejection.rejected_at),
+    }
+
+
+def refused_replay_view(rejection: Rejection) -> dict[str, Any]:
+    """Beside a payment or withdrawal: a later request under its request_id, with other arguments, was refused."""
+    return {
+        "note": "a request with different arguments under this request_id was refused; this record is not its answer",
+        "reason": rejection.reason,
+        "rejected_at": _time(rejection.rejected_at),
     }

@@ -419,7 +419,7 @@ async def test_replayed_request_id_returns_the_same_withdrawal_and_different_arg
             {"currency_code": "ltc", "wallet_address": "ltc1qg82tnxwzpq2f2ug6ywk8q9pmrqvgvgjt3zh4q5"},
         ):
             status, refused = await stack.api_post("/v1/withdrawals", {**body, **different})
-            assert (status, refused["error"]) == (400, "invalid_request"), (different, refused)
+            assert (status, refused["error"]) == (409, "request_id_reused"), (different, refused)
             assert "already used for withdrawal" in refused["message"] and wid in refused["message"]
             assert "different arguments" in refused["message"]
 
