@@ -9,8 +9,9 @@ import structlog
 from domain.errors import InvalidRequest
 from domain.ledger import deposit_posting
 from domain.money import format_usd
-from domain.payments import Payment, PaymentUpdate, decide_credit
+from domain.payments import CreditDecision, Payment, PaymentUpdate, decide_credit
 from services.context import StageContext
+from settings import Settings
 from storage import ledger, payments
 from storage.db import transaction
 
@@ -23,6 +24,19 @@ class SettleResult:
     credited: bool  # True only for the one run that wrote the ledger transaction
 
 
+def credit_decision(payment: Payment, settings: Settings) -> CreditDecision:
+    """What settling this payment now credits (one rule for the single and the grouped settlement)."""
+    return decide_credit(
+        status=payment.status,
+        amount_usd=payment.amount_usd,
+        pay_amount=payment.pay_amount,
+        actually_paid=payment.actually_paid,
+        past_expiry=payment.final_at is not None,
+        underpaid_policy=settings.payments_underpaid_policy,
+        overpaid_policy=settings.payments_overpaid_policy,
+    )
+
+
 async def settle_deposit(ctx: StageContext, payment_id: str) -> SettleResult:
     """Ledger transaction, entries, balance and the payment's settled mark commit together or not at all."""
     settings = ctx.settings
@@ -32,15 +46,7 @@ async def settle_deposit(ctx: StageContext, payment_id: str) -> SettleResult:
             raise InvalidRequest(f"no payment {payment_id!r}", field="payment_id")
         if payment.settled_at is not None:
             return SettleResult(payment, credited=False)
-        decision = decide_credit(
-            status=payment.status,
-            amount_usd=payment.amount_usd,
-            pay_amount=payment.pay_amount,
-            actually_paid=payment.actually_paid,
-            past_expiry=payment.final_at is not None,
-            underpaid_policy=settings.payments_underpaid_policy,
-            overpaid_policy=settings.payments_overpaid_policy,
-        )
+        decision = credit_decision(payment, settings)
         if not decision.creditable:
             log.info("settle_not_creditable", payment_id=payment_id, status=payment.status.value)
             return SettleResult(payment, credited=False)

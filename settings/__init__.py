@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     payments_scheduler_tick: float = Field(default=2.0, gt=0)
     payments_scheduler_batch: int = Field(default=500, ge=1, le=10000)
 
+    # settle-deposit messages settled together in one database transaction (1: one at a time)
+    payments_settle_group: int = Field(default=500, ge=1, le=4000)
+
     # Worker processes (`payments worker`): dramatiq --processes / --threads
     worker_processes: int = Field(default=2, ge=1, le=64)
     worker_threads: int = Field(default=8, ge=1, le=256)

@@ -82,6 +82,85 @@ async def post(conn: asyncpg.Connection, posting: LedgerPosting) -> PostingResul
     return PostingResult(tx_id, created=True)
 
 
+async def account_ids(conn: asyncpg.Connection, refs: list[AccountRef]) -> dict[AccountRef, int]:
+    """Like ``ensure_accounts``, but reads first and inserts only the accounts that are missing."""
+    unique = sorted(set(refs))
+    codes = [ref.code for ref in unique]
+    rows = await conn.fetch("SELECT id, code FROM ledger_accounts WHERE code = ANY($1::text[])", codes)
+    by_code = {row["code"]: row["id"] for row in rows}
+    found = {ref: by_code[ref.code] for ref in unique if ref.code in by_code}
+    missing = [ref for ref in unique if ref not in found]
+    return {**found, **await ensure_accounts(conn, missing)} if missing else found
+
+
+async def post_many(conn: asyncpg.Connection, postings: list[LedgerPosting]) -> dict[str, PostingResult]:
+    """Write many balanced ledger transactions with one statement per table; results by idempotency key.
+
+    The set-based form of ``post`` (group commit): keys already posted write nothing. Must run inside a
+    transaction, which then holds the balance rows of every account touched until it commits; they are
+    locked in id order, like ``post`` does, so concurrent batches and single postings cannot deadlock.
+    """
+    if not postings:
+        return {}
+    by_key = {posting.idempotency_key: posting for posting in postings}
+    if len(by_key) != len(postings):
+        raise ValueError("a batch of postings must not repeat an idempotency key")
+    keys = sorted(by_key)  # one insertion order for every writer
+    rows = await conn.fetch(
+        """
+        INSERT INTO ledger_transactions (idempotency_key, type, description)
+        SELECT key, type, description FROM unnest($1::text[], $2::text[], $3::text[]) AS t (key, type, description)
+        ON CONFLICT (idempotency_key) DO NOTHING
+        RETURNING id, idempotency_key
+        """,
+        keys,
+        [by_key[key].type.value for key in keys],
+        [by_key[key].description for key in keys],
+    )
+    results = {row["idempotency_key"]: PostingResult(row["id"], created=True) for row in rows}
+    existing = [key for key in keys if key not in results]
+    if existing:
+        found = await conn.fetch(
+            "SELECT id, idempotency_key FROM ledger_transactions WHERE idempotency_key = ANY($1::text[])", existing
+        )
+        results.update({row["idempotency_key"]: PostingResult(row["id"], created=False) for row in found})
+    created = [by_key[key] for key in keys if results[key].created]
+    if created:
+        await _insert_entries(conn, created, results)
+    return results
+
+
+async def _insert_entries(
+    conn: asyncpg.Connection, postings: list[LedgerPosting], results: dict[str, PostingResult]
+) -> None:
+    ids = await account_ids(conn, [entry.account for posting in postings for entry in posting.entries])
+    await conn.execute(
+        "SELECT 1 FROM ledger_accounts WHERE id = ANY($1::bigint[]) AND tracks_balance ORDER BY id FOR UPDATE",
+        sorted(set(ids.values())),
+    )
+    tx_ids: list[int] = []
+    accounts: list[int] = []
+    amounts: list[Decimal] = []
+    for posting in postings:
+        for entry in sorted(posting.entries, key=lambda entry: ids[entry.account]):
+            tx_ids.append(results[posting.idempotency_key].transaction_id)
+            accounts.append(ids[entry.account])
+            amounts.append(entry.amount)
+    # In ordinality order: entry ids are drawn in the order balances move, so history chains by entry id.
+    await conn.execute(
+        """
+        INSERT INTO ledger_entries (transaction_id, account_id, amount)
+        SELECT transaction_id, account_id, amount
+          FROM unnest($1::bigint[], $2::bigint[], $3::numeric[])
+               WITH ORDINALITY AS e (transaction_id, account_id, amount, n)
+         ORDER BY n
+        """,
+        tx_ids,
+        accounts,
+        amounts,
+    )
+
+
 @dataclass(frozen=True)
 class BalanceView:
     user_id: str

@@ -171,3 +171,55 @@ async def list_held(conn: asyncpg.Connection, *, limit: int = 100) -> list[Payme
     """Payments an operator must look at: held for review, oldest first."""
     rows = await conn.fetch("SELECT * FROM payments WHERE hold_reason IS NOT NULL ORDER BY updated_at LIMIT $1", limit)
     return [_from_row(row) for row in rows]
+
+
+async def lock_batch(conn: asyncpg.Connection, payment_ids: list[str]) -> list[Payment]:
+    """Lock the given payments for settlement in one statement, in id order.
+
+    Rows another transaction holds are skipped (SKIP LOCKED), not waited for: a batch never stalls
+    behind one busy payment. The caller settles whatever is missing from the answer on its own.
+    """
+    rows = await conn.fetch(
+        "SELECT * FROM payments WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE SKIP LOCKED", payment_ids
+    )
+    return [_from_row(row) for row in rows]
+
+
+async def mark_settled_batch(
+    conn: asyncpg.Connection, settled: list[tuple[Payment, int, Decimal]]
+) -> None:
+    """For each (payment, ledger transaction id, credit): the settled mark and its ``settle`` event.
+
+    One UPDATE and one INSERT for the whole batch; the rows must be locked by this transaction.
+    """
+    if not settled:
+        return
+    ids = [payment.id for payment, _, _ in settled]
+    tx_ids = [tx_id for _, tx_id, _ in settled]
+    credits = [credit for _, _, credit in settled]
+    await conn.execute(
+        """
+        UPDATE payments p
+           SET settled_at = now(), ledger_transaction_id = s.tx_id, credit_usd = s.credit,
+               next_poll_at = NULL, updated_at = now()
+          FROM unnest($1::text[], $2::bigint[], $3::numeric[]) AS s (id, tx_id, credit)
+         WHERE p.id = s.id
+        """,
+        ids,
+        tx_ids,
+        credits,
+    )
+    await conn.execute(
+        """
+        INSERT INTO payment_events (payment_id, source, from_status, to_status, detail)
+        SELECT s.id, 'settle', s.status, s.status,
+               jsonb_build_object('credit_usd', s.credit::text, 'ledger_transaction_id', s.tx_id)
+          FROM unnest($1::text[], $2::text[], $3::bigint[], $4::numeric[])
+               WITH ORDINALITY AS s (id, status, tx_id, credit, n)
+         ORDER BY n
+        """,
+        ids,
+        [payment.status.value for payment, _, _ in settled],
+        tx_ids,
+        credits,
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import dramatiq
@@ -117,9 +118,20 @@ class _DeadLetteringConsumer(_RedisConsumer):
 
 
 class PaymentsRedisBroker(RedisBroker):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # queue name -> consumer factory (broker, queue_name, prefetch, timeout), for queues consumed differently
+        self.consumer_factories: dict[str, Callable[..., _RedisConsumer]] = {}
+
     @property
     def consumer_class(self) -> type[_RedisConsumer]:
         return _DeadLetteringConsumer
+
+    def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> _RedisConsumer:
+        factory = self.consumer_factories.get(queue_name)
+        if factory is None:
+            return super().consume(queue_name, prefetch, timeout)
+        return factory(self, queue_name, prefetch, timeout)
 
 
 def build_broker(
@@ -128,7 +140,7 @@ def build_broker(
     namespace: str | None = None,
     runtime: StageRuntime | None = None,
     metrics: bool = False,
-) -> RedisBroker:
+) -> PaymentsRedisBroker:
     """A Redis broker with our runtime (event loop, pool, gateway client) and dead-letter logging.
 
     ``runtime=None`` builds a broker for senders only (the web process, the scheduler). ``namespace``

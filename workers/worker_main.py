@@ -1,6 +1,7 @@
 """Module the dramatiq CLI loads in each worker process: `dramatiq workers.worker_main`.
 
-Reads the environment, builds the Redis broker with the worker runtime, declares the actors.
+Reads the environment, builds the Redis broker with the worker runtime, declares the actors and
+consumes the settle-deposit queue in groups.
 """
 
 from __future__ import annotations
@@ -10,8 +11,10 @@ from settings import load_settings
 from workers.actors import declare_actors
 from workers.broker import build_broker
 from workers.runtime import StageRuntime
+from workers.settle_group import install_group_settlement
 
 settings = load_settings()
 configure_logging(settings)
 broker = build_broker(settings, runtime=StageRuntime(settings), metrics=settings.worker_metrics_port is not None)
 actors = declare_actors(broker)
+install_group_settlement(broker, settings)

@@ -30,6 +30,7 @@ from workers.actors import PipelineActors, declare_actors
 from workers.broker import build_broker
 from workers.enqueue import ActorEnqueuer
 from workers.runtime import StageRuntime
+from workers.settle_group import install_group_settlement
 
 API_KEY = "sim-api-key-for-tests"
 IPN_SECRET = "sim-ipn-secret-for-tests"
@@ -120,6 +121,7 @@ class Stack:
         runtime = StageRuntime(self.settings, exit_on_boot_failure=False)
         self.broker = build_broker(self.settings, namespace=self.namespace, runtime=runtime)
         self.actors = declare_actors(self.broker)
+        install_group_settlement(self.broker, self.settings)
         self.enqueue = ActorEnqueuer(self.broker)
         self.ctx = StageContext(pool=self.pool, gateway=self.gateway, settings=self.settings, enqueue=self.enqueue)
         if self.start_worker:

@@ -1,0 +1,165 @@
+"""The settle-deposit queue consumed in groups: many settlements per message fetch, commit and ack.
+
+Senders are unchanged: they enqueue ``settle_deposit(payment_id)`` as before. In the worker, the
+consumer of the ``settle-deposit`` queue fetches up to a group of messages at once, settles every
+plain first delivery among them in one database transaction (services/settle_batch.py) and acks those
+together in one Redis call. Everything else goes through dramatiq's ordinary path, one message at a
+time to the ``settle_deposit`` actor, with its retries and dead-lettering: messages the group handed
+back (a payment row locked by another transaction, an unknown payment, a failed group), redeliveries
+(``retries`` > 0: a failing payment is retried alone), malformed or delayed messages, and messages
+carrying callbacks.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import redis
+import structlog
+from dramatiq import Message
+from dramatiq.asyncio import get_event_loop_thread
+from dramatiq.broker import MessageProxy
+from dramatiq.common import compute_backoff
+from dramatiq.errors import ConnectionClosed, DecodeError
+
+from domain.errors import InvalidRequest
+from services.commands import PaymentMessage
+from services.settle_batch import GroupOutcome, settle_group
+from settings import Settings
+from workers.broker import PaymentsRedisBroker, _DeadLetteringConsumer
+from workers.runtime import current_context
+
+log = structlog.get_logger(__name__)
+
+QUEUE = "settle-deposit"
+ACTOR = "settle_deposit"
+# Options that make dramatiq do more than ack a message when it succeeds: such messages go the ordinary way.
+_PER_MESSAGE_OPTIONS = frozenset({"eta", "on_success", "on_failure", "pipe_target", "pipe_ignore"})
+# dramatiq's own ack, for many ids: forget each id only if this worker still holds it.
+_ACK_MANY = """
+for i = 1, #ARGV do
+    if redis.call('srem', KEYS[1], ARGV[i]) > 0 then
+        redis.call('hdel', KEYS[2], ARGV[i])
+    end
+end
+"""
+_ACK_CHUNK = 1000
+
+SettleGroup = Callable[[list[str]], GroupOutcome]
+
+
+def groupable_payment_id(message: Message[Any]) -> str | None:
+    """The payment a message settles, if the group may take it; ``None`` sends it the ordinary way."""
+    if message.actor_name != ACTOR or message.options.get("retries", 0) or _PER_MESSAGE_OPTIONS & set(message.options):
+        return None
+    try:
+        return PaymentMessage.from_message(message.args, message.kwargs).payment_id
+    except InvalidRequest:
+        return None
+
+
+def settle_on_runtime_loop(payment_ids: list[str]) -> GroupOutcome:
+    """Run the group settlement on the worker's event loop, where its database pool lives."""
+    loop_thread = get_event_loop_thread()
+    if loop_thread is None:
+        raise RuntimeError("the worker runtime has not booted")
+    return loop_thread.run_coroutine(settle_group(current_context(), payment_ids))
+
+
+class GroupSettlingConsumer(_DeadLetteringConsumer):
+    """Consumer of the settle-deposit queue that settles what it can per group before handing out the rest."""
+
+    def __init__(
+        self,
+        broker: PaymentsRedisBroker,
+        queue_name: str,
+        prefetch: int,
+        timeout: int,
+        *,
+        group_size: int,
+        settle: SettleGroup,
+    ) -> None:
+        super().__init__(broker, queue_name, prefetch, timeout)
+        self.group_size = group_size
+        self.settle = settle
+        self.alone: deque[MessageProxy] = deque()  # fetched, to be handed out one at a time
+        self._ack_many = broker.client.register_script(_ACK_MANY)
+        self._ack_keys = [
+            f"{broker.namespace}:__acks__.{broker.broker_id}.{queue_name}",
+            f"{broker.namespace}:{queue_name}.msgs",
+        ]
+
+    def __next__(self) -> MessageProxy | None:
+        try:
+            while True:
+                if self.alone:
+                    message = self.alone.popleft()
+                    self.queued_message_ids.add(message.message_id)
+                    return message
+                bodies = []
+                # While messages handed out earlier are still being worked on alone, take no more.
+                if len(self.queued_message_ids) < self.prefetch:
+                    bodies = self.broker.do_fetch(self.queue_name, self.group_size)
+                if not bodies:
+                    self.misses, backoff_ms = compute_backoff(self.misses, max_backoff=self.timeout)
+                    time.sleep(backoff_ms / 1000)
+                    return None
+                self.misses = 0
+                self._take(bodies)
+        except redis.ConnectionError as exc:
+            raise ConnectionClosed(exc) from None
+
+    def _take(self, bodies: Sequence[bytes | None]) -> None:
+        by_payment: dict[str, list[MessageProxy]] = {}
+        for data in bodies:
+            if data is None:
+                continue
+            try:
+                message = MessageProxy(Message.decode(data))
+            except DecodeError as exc:
+                self._dead_letter_undecodable(data, exc)
+                continue
+            payment_id = groupable_payment_id(message)
+            if payment_id is None:
+                self.alone.append(message)
+            else:
+                by_payment.setdefault(payment_id, []).append(message)
+        if not by_payment:
+            return
+        try:
+            outcome = self.settle(list(by_payment))
+        except Exception as exc:  # the loop or the runtime is gone: the ordinary path reports it per message
+            log.warning("settle_group_not_run", size=len(by_payment), error=type(exc).__name__, detail=str(exc)[:200])
+            outcome = GroupOutcome(finished=frozenset(), left=frozenset(by_payment))
+        self._ack([m for payment_id in outcome.finished for m in by_payment.get(payment_id, [])])
+        for payment_id in sorted(outcome.left):
+            self.alone.extend(by_payment.get(payment_id, []))
+
+    def _ack(self, messages: list[MessageProxy]) -> None:
+        ids = [message.options["redis_message_id"] for message in messages]
+        for start in range(0, len(ids), _ACK_CHUNK):
+            self._ack_many(keys=self._ack_keys, args=ids[start : start + _ACK_CHUNK])
+
+    def close(self) -> None:
+        """Put back what was fetched but never handed out (the ordinary consumer leaves it to maintenance)."""
+        left, self.alone = list(self.alone), deque()
+        if left:
+            self.requeue(left)
+        super().close()
+
+
+def install_group_settlement(broker: PaymentsRedisBroker, settings: Settings) -> None:
+    """Consume settle-deposit in groups of ``PAYMENTS_SETTLE_GROUP`` (1 keeps one message at a time)."""
+    if settings.payments_settle_group <= 1:
+        return
+
+    def consumer(broker: PaymentsRedisBroker, queue_name: str, prefetch: int, timeout: int) -> GroupSettlingConsumer:
+        size = settings.payments_settle_group
+        return GroupSettlingConsumer(
+            broker, queue_name, prefetch, timeout, group_size=size, settle=settle_on_runtime_loop
+        )
+
+    broker.consumer_factories[QUEUE] = consumer
