@@ -73,7 +73,8 @@ async def settle_group(ctx: StageContext, payment_ids: Sequence[str]) -> GroupOu
         async with transaction(ctx.pool) as conn:
             locked = await payments.lock_batch(conn, wanted)
             sorted_out = _sort_out(locked, ctx.settings)
-            results = await ledger.post_many(conn, [posting for _, posting, _ in sorted_out.to_credit])
+            postings = [posting for _, posting, _ in sorted_out.to_credit]
+            results = await ledger.open_transactions(conn, postings)
             await payments.mark_settled_batch(
                 conn,
                 [
@@ -81,6 +82,8 @@ async def settle_group(ctx: StageContext, payment_ids: Sequence[str]) -> GroupOu
                     for payment, posting, credit in sorted_out.to_credit
                 ],
             )
+            # Last, so the users' balance rows (one hot row for a busy user) are held only until commit.
+            await ledger.add_entries(conn, postings, results)
     except Exception as exc:  # the group is all or nothing: every payment of it goes on alone
         log.warning("settle_group_failed", size=len(wanted), error=type(exc).__name__, detail=str(exc)[:300])
         return GroupOutcome(finished=frozenset(), left=frozenset(wanted))

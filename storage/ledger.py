@@ -100,6 +100,15 @@ async def post_many(conn: asyncpg.Connection, postings: list[LedgerPosting]) -> 
     transaction, which then holds the balance rows of every account touched until it commits; they are
     locked in id order, like ``post`` does, so concurrent batches and single postings cannot deadlock.
     """
+    results = await open_transactions(conn, postings)
+    await add_entries(conn, postings, results)
+    return results
+
+
+async def open_transactions(conn: asyncpg.Connection, postings: list[LedgerPosting]) -> dict[str, PostingResult]:
+    """First half of ``post_many``: the ledger transactions, without entries yet (they must follow before
+    commit, through ``add_entries``, or the commit is refused). Splitting lets a caller write its own rows
+    in between, before ``add_entries`` locks the balance rows it holds until commit."""
     if not postings:
         return {}
     by_key = {posting.idempotency_key: posting for posting in postings}
@@ -124,10 +133,19 @@ async def post_many(conn: asyncpg.Connection, postings: list[LedgerPosting]) -> 
             "SELECT id, idempotency_key FROM ledger_transactions WHERE idempotency_key = ANY($1::text[])", existing
         )
         results.update({row["idempotency_key"]: PostingResult(row["id"], created=False) for row in found})
-    created = [by_key[key] for key in keys if results[key].created]
+    return results
+
+
+async def add_entries(
+    conn: asyncpg.Connection, postings: list[LedgerPosting], results: dict[str, PostingResult]
+) -> None:
+    """Second half of ``post_many``: the entries of the postings ``open_transactions`` created."""
+    created = sorted(
+        (posting for posting in postings if results[posting.idempotency_key].created),
+        key=lambda posting: posting.idempotency_key,
+    )
     if created:
         await _insert_entries(conn, created, results)
-    return results
 
 
 async def _insert_entries(
