@@ -19,3 +19,11 @@ class InvalidRequest(DomainError):
 
 class InvalidTransition(DomainError):
     """Raised when a state machine is asked to move somewhere it may not go."""
+
+
+class LinkSignatureInvalid(DomainError):
+    """Raised when a signed link's signature is missing, malformed, forged, or was made for another payment."""
+
+
+class LinkExpired(DomainError):
+    """Raised when a signed link is authentic but its expiry has passed."""

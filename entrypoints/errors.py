@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from domain.errors import InvalidRequest, InvalidTransition
+from domain.errors import InvalidRequest, InvalidTransition, LinkExpired, LinkSignatureInvalid
 from gateway.errors import (
     CallbacksDisabled,
     GatewayConfigurationError,
@@ -69,6 +69,8 @@ ERRORS: dict[type[BaseException], ErrorOutcome] = {
     CreationInProgress: ErrorOutcome(409, "in_progress", EXIT_UNAVAILABLE),
     PayoutInProgress: ErrorOutcome(409, "in_progress", EXIT_UNAVAILABLE),
     InvalidSignature: ErrorOutcome(401, "invalid_signature", EXIT_REFUSED),
+    LinkSignatureInvalid: ErrorOutcome(401, "invalid_link_signature", EXIT_REFUSED),
+    LinkExpired: ErrorOutcome(403, "link_expired", EXIT_REFUSED),
     MalformedCallback: ErrorOutcome(400, "malformed", EXIT_REFUSED),
     CallbacksDisabled: ErrorOutcome(503, "ipn_disabled", EXIT_USAGE),
     GatewayTransientError: ErrorOutcome(503, "gateway_unavailable", EXIT_UNAVAILABLE, _GATEWAY_DOWN),
@@ -95,7 +97,12 @@ ERRORS: dict[type[BaseException], ErrorOutcome] = {
 
 def outcome_for(exc: BaseException) -> ErrorOutcome | None:
     """The row for ``exc``'s nearest listed class, or None for an error nobody declared (a bug: 500)."""
-    for cls in type(exc).__mro__:
+    return outcome_for_type(type(exc))
+
+
+def outcome_for_type(error: type[BaseException]) -> ErrorOutcome | None:
+    """The row for the error class ``error`` (its own, or its nearest listed base's)."""
+    for cls in error.__mro__:
         row = ERRORS.get(cls)
         if row is not None:
             return row

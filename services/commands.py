@@ -58,9 +58,9 @@ class WithdrawalMessage(StrictModel):
 
 
 class CancelWithdrawalBody(StrictModel):
-    """Body of ``POST /v1/withdrawals/{withdrawal_id}/cancel``."""
+    """Body of ``POST /v1/withdrawals/{withdrawal_id}/cancel``: only the owner (``user_id``) may cancel."""
 
-    user_id: Reference | None = None
+    user_id: Reference
     note: Note | None = None
 
 

@@ -50,11 +50,14 @@ async def _decide(
         return await move_withdrawal(conn, withdrawal, target, actor=actor, note=_note(note), changes=changes)
 
 
-async def cancel_withdrawal(
-    ctx: StageContext, withdrawal_id: str, *, user_id: str | None, note: str = ""
-) -> Withdrawal:
-    """The user (through the calling system) withdraws a pending request; the hold is released."""
-    actor = f"user:{user_id}" if user_id else "user"
+async def cancel_withdrawal(ctx: StageContext, withdrawal_id: str, *, user_id: str, note: str = "") -> Withdrawal:
+    """The user (through the calling system) withdraws a pending request; the hold is released.
+
+    Only the owner may: someone else's withdrawal is not found (it is not theirs to see either).
+    """
+    if not user_id:
+        raise InvalidRequest("the owner's user_id is required to cancel", field="user_id")
+    actor = f"user:{user_id}"
     return await _decide(ctx, withdrawal_id, WithdrawalStatus.CANCELLED, actor=actor, note=note, user_id=user_id)
 
 

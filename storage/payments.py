@@ -11,6 +11,7 @@ import asyncpg
 
 from domain.payments import Payment, PaymentStatus, PaymentUpdate
 from storage.db import update_by_id
+from storage.pages import Page, Position, fetch_page
 
 # The columns an update may name are exactly PaymentUpdate's fields, each a column of payments.
 _UPDATABLE = frozenset(field.name for field in fields(PaymentUpdate))
@@ -222,4 +223,30 @@ async def mark_settled_batch(
         [payment.status.value for payment, _, _ in settled],
         tx_ids,
         credits,
+    )
+
+
+async def list_for_user(
+    conn: asyncpg.Connection, user_id: str, *, status: str | None, limit: int, after: Position | None
+) -> Page[Payment]:
+    """A user's payments, newest first, optionally of one status."""
+    where, params = "user_id = $1", [user_id]
+    if status is not None:
+        where, params = where + " AND status = $2", [user_id, status]
+    return await fetch_page(
+        conn, "SELECT * FROM payments", where, params, after=after, limit=limit, newest_first=True, from_row=_from_row
+    )
+
+
+async def list_held_page(conn: asyncpg.Connection, *, limit: int, after: Position | None) -> Page[Payment]:
+    """Payments held for an operator, oldest first (a work queue)."""
+    return await fetch_page(
+        conn,
+        "SELECT * FROM payments",
+        "hold_reason IS NOT NULL",
+        [],
+        after=after,
+        limit=limit,
+        newest_first=False,
+        from_row=_from_row,
     )

@@ -11,6 +11,7 @@ import asyncpg
 
 from domain.withdrawals import Withdrawal, WithdrawalQuote, WithdrawalStatus, WithdrawalUpdate
 from storage.db import update_by_id
+from storage.pages import Page, Position, fetch_page
 
 # The columns an update may name are exactly WithdrawalUpdate's fields, each a column of withdrawals.
 _UPDATABLE = frozenset(field.name for field in fields(WithdrawalUpdate))
@@ -229,3 +230,25 @@ async def claim_due(
         now,
     )
     return [_from_row(row) for row in rows]
+
+
+async def list_page(
+    conn: asyncpg.Connection, *, user_id: str | None, status: str | None, limit: int, after: Position | None
+) -> Page[Withdrawal]:
+    """Withdrawals newest first: one user's (``user_id``) or everyone's, optionally of one status."""
+    conditions: list[str] = []
+    params: list[str] = []
+    for column, value in (("user_id", user_id), ("status", status)):
+        if value is not None:
+            params.append(value)
+            conditions.append(f"{column} = ${len(params)}")
+    return await fetch_page(
+        conn,
+        "SELECT * FROM withdrawals",
+        " AND ".join(conditions) or "TRUE",
+        params,
+        after=after,
+        limit=limit,
+        newest_first=True,
+        from_row=_from_row,
+    )

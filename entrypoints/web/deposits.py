@@ -8,7 +8,8 @@ from aiohttp import web
 
 from domain.payments import Payment
 from domain.rejections import RequestKind
-from entrypoints.web.http import json_body, json_response, path_id, stage_context
+from entrypoints.web.answers import DepositQueued
+from entrypoints.web.http import json_body, json_response, path_id, qr_link_for, stage_context
 from entrypoints.web.presenters import payment_view, refused_replay_view, rejection_view
 from services.admit_deposit import admit_deposit
 from services.commands import CreatePaymentRequest
@@ -34,7 +35,8 @@ async def post_deposit(request: web.Request) -> web.Response:
     enqueue = ctx.enqueue
     assert isinstance(enqueue, ActorEnqueuer)
     message = await enqueue.send("create_payment", **deposit.model_dump(mode="json"))
-    return json_response({"request_id": deposit.request_id, "message_id": message.message_id, "status": "queued"}, 202)
+    queued = DepositQueued(request_id=deposit.request_id, message_id=message.message_id, status="queued")
+    return json_response(queued.model_dump(mode="json"), 202)
 
 
 async def get_deposit(request: web.Request) -> web.Response:
@@ -54,7 +56,5 @@ async def _payment_answer(request: web.Request, payment: Payment) -> dict[str, A
     """The payment's view; if a request under its request_id with other arguments was refused, that is said too."""
     async with stage_context(request).pool.acquire() as conn:
         rejection = await rejections.find_rejection(conn, RequestKind.DEPOSIT, payment.request_id)
-    view = payment_view(payment)
-    if rejection is not None:
-        view["refused_replay"] = refused_replay_view(rejection)
-    return view
+    replay = refused_replay_view(rejection) if rejection is not None else None
+    return payment_view(payment, qr_code_url=qr_link_for(request, payment.id), refused_replay=replay)

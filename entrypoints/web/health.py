@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from entrypoints.web.answers import Healthy, Unhealthy
 from entrypoints.web.http import RUNTIME, json_response, stage_context
 from entrypoints.web.metrics import render_metrics
 
@@ -16,8 +17,8 @@ async def healthz(request: web.Request) -> web.Response:
         except Exception as exc:  # a health check reports every failure, whatever its kind
             failures[name] = type(exc).__name__
     if failures:
-        return json_response({"status": "unhealthy", "failures": failures}, status=503)
-    return json_response({"status": "ok"})
+        return json_response(Unhealthy(status="unhealthy", failures=failures).model_dump(mode="json"), status=503)
+    return json_response(Healthy(status="ok").model_dump(mode="json"))
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -6,12 +6,15 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import StreamReader, web
 
 from domain.errors import InvalidRequest
+from domain.signed_links import QrLinkSigner
 from entrypoints.web.log_budget import LogBudget
+from entrypoints.web.presenters import qr_path
 from services.context import StageContext
 from services.validation import MAX_REF_LENGTH
 
@@ -44,6 +47,20 @@ def json_response(data: Any, status: int = 200) -> web.Response:
 def error_response(status: int, code: str, message: str) -> web.Response:
     """The one shape of every error answer: ``{"error": code, "message": message}``."""
     return json_response({"error": code, "message": message}, status=status)
+
+
+def qr_signer(request: web.Request) -> QrLinkSigner | None:
+    """The signer of QR links, keyed from API_TOKEN; None when no token is set (then no link is signed)."""
+    token = stage_context(request).settings.api_token
+    return QrLinkSigner.from_secret(token.get_secret_value()) if token is not None else None
+
+
+def qr_link_for(request: web.Request, payment_id: str) -> str | None:
+    """The signed QR URL of ``payment_id``, relative to the API's base URL."""
+    signer = qr_signer(request)
+    if signer is None:
+        return None
+    return f"{qr_path(payment_id)}?{signer.query(payment_id, datetime.now(UTC))}"
 
 
 def path_id(request: web.Request, name: str) -> str:

@@ -7,6 +7,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from entrypoints.web.answers import PaymentIpnAccepted, PayoutIpnAccepted
 from entrypoints.web.http import RUNTIME, json_response, read_body, stage_context
 from gateway.errors import (
     CallbacksDisabled,
@@ -55,7 +56,9 @@ async def ipn_payment(request: web.Request) -> web.Response:
     except UnknownPayment:
         log.warning("ipn_unknown_payment", provider_payment_id=snapshot.payment_id, order_id=snapshot.order_id)
         raise
-    return json_response({"status": "ok", "payment_status": result.payment.status.value})
+    return json_response(
+        PaymentIpnAccepted(status="ok", payment_status=result.payment.status).model_dump(mode="json")
+    )
 
 
 async def ipn_payout(request: web.Request) -> web.Response:
@@ -71,4 +74,6 @@ async def ipn_payout(request: web.Request) -> web.Response:
     except UnknownPayout:
         log.warning("payout_ipn_unknown", payout_id=payout.payout_id)
         raise
-    return json_response({"status": "ok", "withdrawal_status": withdrawal.status.value})
+    return json_response(
+        PayoutIpnAccepted(status="ok", withdrawal_status=withdrawal.status).model_dump(mode="json")
+    )

@@ -1,16 +1,20 @@
-"""Bearer-token authentication for /v1/, and the one error middleware that answers every refusal."""
+"""Bearer-token authentication for /v1/ (or a signed link where a route allows one), and the one error
+middleware that answers every refusal."""
 
 from __future__ import annotations
 
 import hmac
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 
 import structlog
 from aiohttp import web
 from pydantic import SecretStr
 
 from entrypoints.errors import outcome_for, public_message
-from entrypoints.web.http import error_response, stage_context
+from entrypoints.web.http import error_response, qr_signer, stage_context
+from entrypoints.web.queries import QrLinkQuery
+from entrypoints.web.routes import OPERATOR_PREFIX, Auth, route_of
 from settings import SettingsError
 
 log = structlog.get_logger(__name__)
@@ -18,7 +22,6 @@ log = structlog.get_logger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 API_PREFIX = "/v1/"
-OPERATOR_PREFIX = "/v1/operator/"
 
 
 def _bearer_matches(request: web.Request, token: SecretStr | None) -> bool:
@@ -35,9 +38,24 @@ async def require_api_token(request: web.Request, handler: Handler) -> web.Strea
     if request.path.startswith(API_PREFIX):
         settings = stage_context(request).settings
         token = settings.operator_token if request.path.startswith(OPERATOR_PREFIX) else settings.api_token
-        if not _bearer_matches(request, token):
+        if not _bearer_matches(request, token) and not _signed_link_opens(request):
             return error_response(401, "unauthorized", "missing or invalid bearer token")
     return await handler(request)
+
+
+def _signed_link_opens(request: web.Request) -> bool:
+    """True for a valid signed link on a route that takes one; raises for a forged or expired one."""
+    route = route_of(request)
+    if route is None or route.auth is not Auth.API_OR_QR_LINK:
+        return False
+    link = QrLinkQuery.from_query(request.query)
+    if link.expires is None and link.signature is None:
+        return False  # no link given: the bearer token was needed
+    signer = qr_signer(request)
+    if signer is None:
+        return False
+    signer.verify(request.match_info["payment_id"], link.expires, link.signature, datetime.now(UTC))
+    return True
 
 
 # aiohttp's own refusals (no such route, wrong method, body too large...), in the words of ours.

@@ -6,7 +6,7 @@ from aiohttp import web
 
 from domain.payments import Payment
 from domain.qr import qr_svg
-from entrypoints.web.http import json_response, path_id, stage_context
+from entrypoints.web.http import json_response, path_id, qr_link_for, stage_context
 from entrypoints.web.presenters import payment_uri_for, payment_view
 from services.errors import PaymentNotFound
 from storage import payments
@@ -21,10 +21,11 @@ async def get_payment(request: web.Request) -> web.Response:
     payment = await _payment(request)
     if payment is None:
         raise PaymentNotFound("no such payment")
-    return json_response(payment_view(payment))
+    return json_response(payment_view(payment, qr_code_url=qr_link_for(request, payment.id)))
 
 
 async def get_payment_qr(request: web.Request) -> web.Response:
+    """The QR code; the bearer token or the signed link's ``expires`` and ``signature`` let it be read."""
     payment = await _payment(request)
     uri = payment_uri_for(payment) if payment else None
     if uri is None:

@@ -1,4 +1,7 @@
-"""JSON shapes the HTTP API returns. Money leaves as decimal strings, never JSON floats."""
+"""JSON shapes the HTTP API returns, each built through its model in answers.py.
+
+Money leaves as decimal strings, never JSON floats.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +15,16 @@ from domain.money import CENT, plain_amount
 from domain.payments import Payment
 from domain.rejections import Rejection
 from domain.withdrawals import Withdrawal
+from entrypoints.web.answers import (
+    BalanceAnswer,
+    HistoryItemView,
+    PaymentView,
+    RefusedReplay,
+    RejectionView,
+    WithdrawalDetail,
+    WithdrawalEventView,
+    WithdrawalView,
+)
 from storage.ledger import BalanceView, HistoryItem
 
 
@@ -39,14 +52,24 @@ def payment_uri_for(payment: Payment) -> str | None:
         return None
 
 
-def payment_view(payment: Payment) -> dict[str, Any]:
+def qr_path(payment_id: str) -> str:
+    return f"/v1/payments/{payment_id}/qr.svg"
+
+
+def payment_view(
+    payment: Payment, *, qr_code_url: str | None = None, refused_replay: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The payment as the API shows it; ``qr_code_url`` is the signed link (the bare path when not given).
+
+    ``refused_replay`` (`refused_replay_view`) is shown only when given.
+    """
     link = explorer_link(
         payment.network,
         payment.currency_code,
         tx_hash=payment.payin_hash,
         address=None if payment.payin_hash else payment.pay_address,
     )
-    return {
+    view = {
         "internal_payment_id": payment.id,
         "request_id": payment.request_id,
         "user_id": payment.user_id,
@@ -62,7 +85,7 @@ def payment_view(payment: Payment) -> dict[str, Any]:
         "network": payment.network,
         "payin_hash": payment.payin_hash,
         "payment_uri": payment_uri_for(payment),
-        "qr_code_url": f"/v1/payments/{payment.id}/qr.svg" if payment.pay_address else None,
+        "qr_code_url": (qr_code_url or qr_path(payment.id)) if payment.pay_address else None,
         "explorer_link": link,
         "expires_at": _time(payment.expires_at),
         "credit_usd": _money(payment.credit_usd),
@@ -74,10 +97,13 @@ def payment_view(payment: Payment) -> dict[str, Any]:
         "created_at": _time(payment.created_at),
         "updated_at": _time(payment.updated_at),
     }
+    if refused_replay is not None:
+        view["refused_replay"] = refused_replay
+    return PaymentView.model_validate(view).model_dump(mode="json", exclude_unset=True)
 
 
 def balance_view(balance: BalanceView) -> dict[str, Any]:
-    return {
+    view = {
         "user_id": balance.user_id,
         "balance_usd": _money(balance.balance_usd),
         "held_usd": _money(balance.held_usd),
@@ -85,10 +111,11 @@ def balance_view(balance: BalanceView) -> dict[str, Any]:
         "total_withdrawn": _money(balance.total_withdrawn),
         "last_transaction_at": _time(balance.last_transaction_at),
     }
+    return BalanceAnswer.model_validate(view).model_dump(mode="json")
 
 
 def history_item_view(item: HistoryItem) -> dict[str, Any]:
-    return {
+    view = {
         "id": item.entry_id,
         "type": item.type,
         "amount_usd": _money(item.amount_usd),
@@ -97,9 +124,10 @@ def history_item_view(item: HistoryItem) -> dict[str, Any]:
         "reference": item.reference,
         "created_at": _time(item.created_at),
     }
+    return HistoryItemView.model_validate(view).model_dump(mode="json")
 
 
-def withdrawal_view(withdrawal: Withdrawal) -> dict[str, Any]:
+def _withdrawal_fields(withdrawal: Withdrawal) -> dict[str, Any]:
     return {
         "internal_withdrawal_id": withdrawal.id,
         "request_id": withdrawal.request_id,
@@ -127,7 +155,12 @@ def withdrawal_view(withdrawal: Withdrawal) -> dict[str, Any]:
     }
 
 
-def withdrawal_event_view(event: dict[str, Any]) -> dict[str, Any]:
+def withdrawal_view(withdrawal: Withdrawal) -> dict[str, Any]:
+    """A withdrawal without its events, as lists show it."""
+    return WithdrawalView.model_validate(_withdrawal_fields(withdrawal)).model_dump(mode="json")
+
+
+def _event_fields(event: dict[str, Any]) -> dict[str, Any]:
     return {
         "from_status": event["from_status"],
         "to_status": event["to_status"],
@@ -137,9 +170,23 @@ def withdrawal_event_view(event: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def withdrawal_event_view(event: dict[str, Any]) -> dict[str, Any]:
+    return WithdrawalEventView.model_validate(_event_fields(event)).model_dump(mode="json")
+
+
+def withdrawal_detail(
+    withdrawal: Withdrawal, events: list[dict[str, Any]], *, refused_replay: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A withdrawal with every event (who, when, why), as a single withdrawal is shown."""
+    fields = {**_withdrawal_fields(withdrawal), "events": [_event_fields(e) for e in events]}
+    if refused_replay is not None:
+        fields["refused_replay"] = refused_replay
+    return WithdrawalDetail.model_validate(fields).model_dump(mode="json", exclude_unset=True)
+
+
 def rejection_view(rejection: Rejection) -> dict[str, Any]:
     """A request refused for good, as ``GET /v1/deposits/{request_id}`` (or a replay) answers it."""
-    return {
+    view = {
         "request_id": rejection.request_id,
         "status": "rejected",
         "error": rejection.error,
@@ -147,12 +194,14 @@ def rejection_view(rejection: Rejection) -> dict[str, Any]:
         "field": rejection.field,
         "rejected_at": _time(rejection.rejected_at),
     }
+    return RejectionView.model_validate(view).model_dump(mode="json")
 
 
 def refused_replay_view(rejection: Rejection) -> dict[str, Any]:
     """Beside a payment or withdrawal: a later request under its request_id, with other arguments, was refused."""
-    return {
+    view = {
         "note": "a request with different arguments under this request_id was refused; this record is not its answer",
         "reason": rejection.reason,
         "rejected_at": _time(rejection.rejected_at),
     }
+    return RefusedReplay.model_validate(view).model_dump(mode="json")

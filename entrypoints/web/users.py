@@ -1,29 +1,21 @@
-"""A user's balance and ledger history."""
+"""A user's balance, ledger history, payments and withdrawals."""
 
 from __future__ import annotations
 
-import re
-
 from aiohttp import web
 
-from domain.errors import InvalidRequest
-from entrypoints.web.http import json_response, path_id, stage_context
-from entrypoints.web.presenters import balance_view, history_item_view
-from storage import ledger
-
-MAX_PAGE = 100
-MAX_ENTRY_ID = 2**63 - 1  # ledger entry ids are Postgres bigint
-_INTEGER = re.compile(r"-?[0-9]{1,19}")
-
-
-def _query_integer(request: web.Request, name: str) -> int | None:
-    """An integer query parameter small enough for a bigint, or None when absent."""
-    text = request.query.get(name)
-    if text is None:
-        return None
-    if not _INTEGER.fullmatch(text):
-        raise InvalidRequest("must be an integer", field=name)
-    return int(text)
+from entrypoints.web.http import json_response, path_id, qr_link_for, stage_context
+from entrypoints.web.presenters import balance_view, history_item_view, payment_view, withdrawal_view
+from entrypoints.web.queries import (
+    DEFAULT_PAGE,
+    MAX_PAGE,
+    PaymentListQuery,
+    TransactionsQuery,
+    WithdrawalListQuery,
+    decode_cursor,
+    encode_cursor,
+)
+from storage import ledger, payments, withdrawals
 
 
 async def get_balance(request: web.Request) -> web.Response:
@@ -34,13 +26,34 @@ async def get_balance(request: web.Request) -> web.Response:
 
 async def get_transactions(request: web.Request) -> web.Response:
     """Newest first, ``limit`` at a time; ``before`` is the ``next_before`` of the previous page."""
-    asked = _query_integer(request, "limit")
-    limit = 20 if asked is None else min(MAX_PAGE, max(1, asked))
-    before = _query_integer(request, "before")
-    if before is not None and not 1 <= before <= MAX_ENTRY_ID:
-        raise InvalidRequest(f"must be between 1 and {MAX_ENTRY_ID}", field="before")
+    query = TransactionsQuery.from_query(request.query)
+    limit = DEFAULT_PAGE if query.limit is None else min(MAX_PAGE, max(1, query.limit))
+    user_id = path_id(request, "user_id")
     async with stage_context(request).pool.acquire() as conn:
-        items = await ledger.user_history(conn, path_id(request, "user_id"), limit=limit, before_entry_id=before)
+        items = await ledger.user_history(conn, user_id, limit=limit, before_entry_id=query.before)
     page = [history_item_view(item) for item in items]
     next_before = items[-1].entry_id if len(items) == limit else None
     return json_response({"items": page, "next_before": next_before})
+
+
+async def get_user_payments(request: web.Request) -> web.Response:
+    """The user's payments, newest first, a page at a time (``next`` is the following page's cursor)."""
+    user_id = path_id(request, "user_id")
+    query = PaymentListQuery.from_query(request.query)
+    async with stage_context(request).pool.acquire() as conn:
+        page = await payments.list_for_user(
+            conn, user_id, status=query.status, limit=query.limit, after=decode_cursor(query.cursor)
+        )
+    items = [payment_view(p, qr_code_url=qr_link_for(request, p.id)) for p in page.items]
+    return json_response({"items": items, "next": encode_cursor(page.next)})
+
+
+async def get_user_withdrawals(request: web.Request) -> web.Response:
+    """The user's withdrawals, newest first, a page at a time (each without its events)."""
+    user_id = path_id(request, "user_id")
+    query = WithdrawalListQuery.from_query(request.query)
+    async with stage_context(request).pool.acquire() as conn:
+        page = await withdrawals.list_page(
+            conn, user_id=user_id, status=query.status, limit=query.limit, after=decode_cursor(query.cursor)
+        )
+    return json_response({"items": [withdrawal_view(w) for w in page.items], "next": encode_cursor(page.next)})

@@ -9,7 +9,7 @@ from aiohttp import web
 from domain.rejections import RequestKind
 from domain.withdrawals import Withdrawal
 from entrypoints.web.http import json_body, json_response, path_id, stage_context
-from entrypoints.web.presenters import refused_replay_view, rejection_view, withdrawal_event_view, withdrawal_view
+from entrypoints.web.presenters import refused_replay_view, rejection_view, withdrawal_detail
 from services.commands import CancelWithdrawalBody, WithdrawalRequest
 from services.decide_withdrawal import cancel_withdrawal
 from services.errors import RequestAlreadyRefused, WithdrawalNotFound
@@ -17,11 +17,13 @@ from services.request_withdrawal import request_withdrawal
 from storage import rejections, withdrawals
 
 
-async def withdrawal_body(request: web.Request, withdrawal: Withdrawal) -> dict[str, Any]:
+async def withdrawal_body(
+    request: web.Request, withdrawal: Withdrawal, *, refused_replay: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The withdrawal with its events, as every withdrawal route answers it."""
     async with stage_context(request).pool.acquire() as conn:
         events = await withdrawals.list_events(conn, withdrawal.id)
-    return {**withdrawal_view(withdrawal), "events": [withdrawal_event_view(e) for e in events]}
+    return withdrawal_detail(withdrawal, events, refused_replay=refused_replay)
 
 
 async def withdrawal_answer(request: web.Request, withdrawal: Withdrawal, status: int = 200) -> web.Response:
@@ -52,10 +54,8 @@ async def get_withdrawal_by_request(request: web.Request) -> web.Response:
     if withdrawal is None:
         assert rejection is not None
         return json_response(rejection_view(rejection))
-    body = await withdrawal_body(request, withdrawal)
-    if rejection is not None:
-        body["refused_replay"] = refused_replay_view(rejection)
-    return json_response(body)
+    replay = refused_replay_view(rejection) if rejection is not None else None
+    return json_response(await withdrawal_body(request, withdrawal, refused_replay=replay))
 
 
 async def get_withdrawal(request: web.Request) -> web.Response:
@@ -67,6 +67,7 @@ async def get_withdrawal(request: web.Request) -> web.Response:
 
 
 async def post_withdrawal_cancel(request: web.Request) -> web.Response:
+    """The owner cancels while pending: ``user_id`` is required, and someone else's withdrawal is a 404."""
     withdrawal_id = path_id(request, "withdrawal_id")
     body = CancelWithdrawalBody.from_body(await json_body(request) if request.can_read_body else {})
     withdrawal = await cancel_withdrawal(

@@ -395,7 +395,7 @@ async def test_payment_view_qr_health_and_metrics(database_url, redis_namespace)
 
         status, view, _ = await _get(stack, f"/v1/payments/{payment.id}")
         assert status == 200 and view["internal_payment_id"] == payment.id
-        assert view["qr_code_url"] == f"/v1/payments/{payment.id}/qr.svg"
+        assert view["qr_code_url"].startswith(f"/v1/payments/{payment.id}/qr.svg?expires=")
         assert view["payment_uri"] and payment.pay_address in view["payment_uri"]
         status, body, response = await _get(stack, view["qr_code_url"])
         assert status == 200 and response.content_type == "image/svg+xml"
