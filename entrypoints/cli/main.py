@@ -17,6 +17,7 @@ from entrypoints.cli.deposits import deposits
 from entrypoints.cli.dlq import dlq
 from entrypoints.cli.processes import COMMANDS as PROCESS_COMMANDS
 from entrypoints.cli.reconcile import reconcile
+from entrypoints.cli.schema import schema
 from entrypoints.cli.withdrawals import withdrawals
 from entrypoints.errors import EXIT_NOT_FOUND, EXIT_REFUSED, EXIT_UNAVAILABLE, EXIT_USAGE, outcome_for
 from settings import SettingsError
@@ -37,10 +38,11 @@ def cli() -> None:
       payments migrate
       payments withdrawals approve WD_20250114123456_abc12345 --note "KYC checked"
       payments dlq list create-payment --json
+      payments schema messages
     """
 
 
-for command in (*PROCESS_COMMANDS, currencies, balance, withdrawals, deposits, dlq, reconcile):
+for command in (*PROCESS_COMMANDS, currencies, balance, withdrawals, deposits, dlq, reconcile, schema):
     cli.add_command(command)
 
 
