@@ -21,6 +21,7 @@ MAX_PAGE = 100
 DEFAULT_PAGE = 20
 MAX_CURSOR = 400
 MAX_ENTRY_ID = 2**63 - 1  # ledger entry ids are Postgres bigint
+_MAX_CLAMPED = 10**19 - 1  # any integer of up to 19 digits is read, then kept within 1 to MAX_PAGE
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -54,7 +55,7 @@ class WithdrawalListQuery(PageQuery):
 
 
 class TransactionsQuery(QueryModel):
-    limit: Annotated[int, Field(ge=-MAX_ENTRY_ID, le=MAX_ENTRY_ID)] | None = Field(
+    limit: Annotated[int, Field(ge=-_MAX_CLAMPED, le=_MAX_CLAMPED)] | None = Field(
         default=None, description=f"items per page ({DEFAULT_PAGE} when absent), kept within 1 to {MAX_PAGE}"
     )
     before: Annotated[int, Field(ge=1, le=MAX_ENTRY_ID)] | None = Field(
