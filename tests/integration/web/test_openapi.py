@@ -50,8 +50,11 @@ async def test_the_document_is_valid_openapi_3_1_and_lists_every_route(database_
         }  # fmt: skip
         withdrawal = document["paths"]["/v1/withdrawals"]["post"]["responses"]
         assert withdrawal["409"]["content"]["application/json"]["schema"]["properties"]["error"]["enum"] == [
-            "insufficient_funds"
+            "insufficient_funds",
+            "request_id_reused",
         ]
+        replay = withdrawal["200"]["content"]["application/json"]["schema"]["oneOf"]
+        assert [ref["$ref"].rsplit("/", 1)[1] for ref in replay] == ["WithdrawalDetail", "RejectionView"]
         assert document["paths"]["/v1/operator/withdrawals"]["get"]["security"] == [{"operatorToken": []}]
         assert document["paths"]["/openapi.json"]["get"]["security"] == []
 
