@@ -11,8 +11,10 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
+from domain.rejections import RequestKind
 from services.commands import CreatePaymentRequest
 from services.create_payment import create_payment
+from storage.rejections import record_rejection
 from tests.integration.pipeline.test_withdrawal_requests import fund, ref, withdraw
 from tests.integration.stack import API_TOKEN, OPERATOR_TOKEN, Stack
 from tests.integration.web.test_hostile_requests import assert_json_error
@@ -160,3 +162,25 @@ async def test_cancel_needs_the_owners_user_id_and_changes_nothing_otherwise(dat
         assert (await stack.balance(user)) == Decimal("30.00")
         status, answer = await stack.api_post(f"/v1/withdrawals/{wid}/cancel", {"user_id": user})
         assert status == 200 and answer["status"] == "cancelled"
+
+
+async def test_rejected_answers_and_refused_replays_conform_to_the_document(database_url, redis_namespace):
+    async with Stack(database_url, redis_namespace, ipn=False, start_worker=False) as stack:
+        user = ref("frank")
+        payment_id = await _payment(stack, user)
+        async with stack.pool.acquire() as conn:
+            request_id = await conn.fetchval("SELECT request_id FROM payments WHERE id = $1", payment_id)
+            for rid in ("refused-1", request_id):  # a refusal alone, and one beside an existing payment
+                await record_rejection(
+                    conn, kind=RequestKind.DEPOSIT, request_id=rid, fingerprint="other", error="invalid_request",
+                    reason="currency_code: currency 'eth' is not active", field="currency_code",
+                )  # fmt: skip
+        status, body = await _get(stack, "/v1/deposits/refused-1")
+        assert status == 200 and body["status"] == "rejected"
+        await _conforms(stack, body, "RejectionView")
+        status, body = await _get(stack, f"/v1/deposits/{request_id}")
+        assert status == 200 and body["internal_payment_id"] == payment_id and "refused_replay" in body
+        await _conforms(stack, body, "PaymentView")
+        status, body = await _get(stack, f"/v1/payments/{payment_id}")
+        assert "refused_replay" not in body  # shown only where it was asked for by request_id
+        await _conforms(stack, body, "PaymentView")
