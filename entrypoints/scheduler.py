@@ -16,7 +16,7 @@ import structlog
 from domain.payments import Payment
 from services.context import Enqueuer
 from settings import Settings
-from storage import payments, withdrawals
+from storage import outbox, payments, withdrawals
 from storage.db import create_pool, transaction
 
 log = structlog.get_logger(__name__)
@@ -53,6 +53,22 @@ async def check_due_withdrawals(pool: asyncpg.Pool, enqueue: Enqueuer, settings:
     return len(due)
 
 
+async def enqueue_due_notifications(pool: asyncpg.Pool, enqueue: Enqueuer, settings: Settings) -> int:
+    """Enqueue deliver-notifications for subjects whose oldest pending event is due: new events whose
+    enqueue was lost, retries whose time has come, and events whose worker died mid-delivery."""
+    if settings.notify_webhook_url is None:
+        return 0
+    async with transaction(pool) as conn:
+        subjects = await outbox.claim_due_subjects(
+            conn, limit=settings.payments_scheduler_batch, requeue_after=settings.notify_requeue_after
+        )
+    for subject_id in subjects:
+        await enqueue.deliver_notifications(subject_id)
+    if subjects:
+        log.info("scheduler_enqueued_notifications", count=len(subjects))
+    return len(subjects)
+
+
 async def _enqueue_next(enqueue: Enqueuer, payment: Payment) -> None:
     if payment.is_terminal or payment.final_at is not None:
         if payment.settled_at is None and payment.credit_usd:
@@ -78,6 +94,7 @@ async def run_scheduler(settings: Settings, enqueue: Enqueuer, *, stop: asyncio.
                 count = max(
                     await poll_due_payments(pool, enqueue, settings),
                     await check_due_withdrawals(pool, enqueue, settings),
+                    await enqueue_due_notifications(pool, enqueue, settings),
                 )
             except (OSError, asyncpg.PostgresError) as exc:
                 log.warning("scheduler_tick_failed", error=type(exc).__name__, detail=str(exc)[:200])

@@ -20,6 +20,8 @@ class Enqueuer(Protocol):
 
     async def process_withdrawal(self, withdrawal_id: str) -> None: ...
 
+    async def deliver_notifications(self, subject_id: str) -> None: ...
+
 
 @dataclass(frozen=True)
 class StageContext:

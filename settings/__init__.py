@@ -7,6 +7,8 @@ unprefixed (`DATABASE_URL`, `REDIS_URL`, `PORT`); gateway settings start with
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from decimal import Decimal
 from typing import Annotated
@@ -21,6 +23,9 @@ NOWPAYMENTS_PRODUCTION_URL = "https://api.nowpayments.io/v1"
 NOWPAYMENTS_SANDBOX_URL = "https://api-sandbox.nowpayments.io/v1"
 IPN_PATH = "/ipn/nowpayments"
 PAYOUT_IPN_PATH = "/ipn/nowpayments/payouts"
+
+WEBHOOK_SECRET_PREFIX = "whsec_"  # noqa: S105 - the format's marker, not a secret
+WEBHOOK_SECRET_BYTES = (24, 64)  # Standard Webhooks: a random key of 192 to 512 bits
 
 PositiveDecimal = Annotated[Decimal, Field(gt=0, max_digits=20, decimal_places=2)]
 
@@ -79,6 +84,18 @@ class Settings(BaseSettings):
     # settle-deposit messages settled together in one database transaction (1: one at a time)
     payments_settle_group: int = Field(default=500, ge=1, le=4000)
 
+    # Notifications (Standard Webhooks): where events are sent, the signing secret in its whsec_ form,
+    # and the retry schedule (seconds per failed attempt, the last one repeating) until give-up.
+    notify_webhook_url: str | None = None
+    notify_webhook_secret: SecretStr | None = None
+    notify_webhook_timeout: float = Field(default=15.0, gt=0, le=60)
+    notify_lease_seconds: float = Field(default=60.0, gt=0)
+    notify_retry_schedule: list[Annotated[float, Field(gt=0)]] = Field(
+        default_factory=lambda: [5.0, 30.0, 120.0, 600.0, 1800.0, 3600.0], min_length=1
+    )
+    notify_give_up_after: float = Field(default=86400.0, gt=0)
+    notify_requeue_after: float = Field(default=60.0, gt=0)
+
     # Worker processes (`payments worker`): dramatiq --processes / --threads
     worker_processes: int = Field(default=2, ge=1, le=64)
     worker_threads: int = Field(default=8, ge=1, le=256)
@@ -99,7 +116,29 @@ class Settings(BaseSettings):
             return {key: value for key, value in values.items() if not (isinstance(value, str) and not value.strip())}
         return values
 
-    @field_validator("public_base_url", "nowpayments_base_url")
+    @field_validator("notify_webhook_secret")
+    @classmethod
+    def _webhook_secret_form(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            decode_webhook_secret(value.get_secret_value())
+        return value
+
+    @model_validator(mode="after")
+    def _webhook_settings_agree(self) -> Settings:
+        if self.notify_webhook_url and self.notify_webhook_secret is None:
+            raise ValueError("NOTIFY_WEBHOOK_SECRET is required when NOTIFY_WEBHOOK_URL is set")
+        if self.notify_lease_seconds <= self.notify_webhook_timeout:
+            raise ValueError("NOTIFY_LEASE_SECONDS must be longer than NOTIFY_WEBHOOK_TIMEOUT")
+        return self
+
+    @property
+    def notify_webhook_key(self) -> bytes | None:
+        """The raw HMAC key behind NOTIFY_WEBHOOK_SECRET."""
+        if self.notify_webhook_secret is None:
+            return None
+        return decode_webhook_secret(self.notify_webhook_secret.get_secret_value())
+
+    @field_validator("public_base_url", "nowpayments_base_url", "notify_webhook_url")
     @classmethod
     def _strip_trailing_slash(cls, value: str | None) -> str | None:
         if value is None or value == "":
@@ -133,6 +172,21 @@ class Settings(BaseSettings):
         for name in names:
             if getattr(self, name) in (None, ""):
                 raise SettingsError(f"{name.upper()} is required for this process but is not set")
+
+
+def decode_webhook_secret(text: str) -> bytes:
+    """``whsec_<base64>`` to the key bytes; the error never repeats the secret."""
+    shortest, longest = WEBHOOK_SECRET_BYTES
+    problem = f"must be {WEBHOOK_SECRET_PREFIX} followed by the base64 of {shortest} to {longest} random bytes"
+    if not text.startswith(WEBHOOK_SECRET_PREFIX):
+        raise ValueError(problem)
+    try:
+        key = base64.b64decode(text.removeprefix(WEBHOOK_SECRET_PREFIX), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(problem) from None
+    if not shortest <= len(key) <= longest:
+        raise ValueError(problem)
+    return key
 
 
 class SettingsError(SystemExit):

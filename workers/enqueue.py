@@ -9,6 +9,10 @@ import dramatiq
 
 from services.context import Enqueuer
 
+# The notification actor's contract names (declared in workers/notification_actors.py).
+QUEUE_DELIVER_NOTIFICATIONS = "deliver-notifications"
+ACTOR_DELIVER_NOTIFICATIONS = "deliver_notifications"
+
 
 class ActorEnqueuer(Enqueuer):
     """Looks actors up by their contract name and sends from a thread (the Redis client blocks)."""
@@ -28,3 +32,14 @@ class ActorEnqueuer(Enqueuer):
 
     async def process_withdrawal(self, withdrawal_id: str) -> None:
         await self.send("process_withdrawal", withdrawal_id)
+
+    async def deliver_notifications(self, subject_id: str) -> None:
+        # Sent by name, so processes that never declare the notification actor (web, scheduler) can send it.
+        message = dramatiq.Message(
+            queue_name=QUEUE_DELIVER_NOTIFICATIONS,
+            actor_name=ACTOR_DELIVER_NOTIFICATIONS,
+            args=(subject_id,),
+            kwargs={},
+            options={},
+        )
+        await asyncio.to_thread(self._broker.enqueue, message)

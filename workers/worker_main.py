@@ -10,6 +10,7 @@ from entrypoints.logs import configure_logging
 from settings import load_settings
 from workers.actors import declare_actors
 from workers.broker import build_broker
+from workers.notification_actors import declare_notification_actors
 from workers.runtime import StageRuntime
 from workers.settle_group import install_group_settlement
 
@@ -18,3 +19,4 @@ configure_logging(settings)
 broker = build_broker(settings, runtime=StageRuntime(settings), metrics=settings.worker_metrics_port is not None)
 actors = declare_actors(broker)
 install_group_settlement(broker, settings)
+notification_actor = declare_notification_actors(broker)

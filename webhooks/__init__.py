@@ -1,0 +1,1 @@
+"""Standard Webhooks adapter: signing and sending one webhook over HTTP. No SQL, no domain rules."""
