@@ -15,6 +15,7 @@ from entrypoints.cli.balance import balance
 from entrypoints.cli.currencies import currencies
 from entrypoints.cli.deposits import deposits
 from entrypoints.cli.dlq import dlq
+from entrypoints.cli.events import events
 from entrypoints.cli.processes import COMMANDS as PROCESS_COMMANDS
 from entrypoints.cli.reconcile import reconcile
 from entrypoints.cli.schema import schema
@@ -42,7 +43,7 @@ def cli() -> None:
     """
 
 
-for command in (*PROCESS_COMMANDS, currencies, balance, withdrawals, deposits, dlq, reconcile, schema):
+for command in (*PROCESS_COMMANDS, currencies, balance, withdrawals, deposits, dlq, reconcile, schema, events):
     cli.add_command(command)
 
 

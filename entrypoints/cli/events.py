@@ -1,0 +1,39 @@
+"""`payments events replay --since …`: send notification events again from an event or a time on."""
+
+from __future__ import annotations
+
+import click
+
+from entrypoints.cli.common import database, emit_json, json_option, run, settings
+
+
+@click.group()
+def events() -> None:
+    """Notification events (the outbox behind the webhooks and GET /v1/events)."""
+
+
+@events.command()
+@click.option("--since", required=True, help="An event id (evt_…) or an ISO 8601 time (UTC unless an offset is given).")
+@json_option
+def replay(since: str, as_json: bool) -> None:
+    """Make every committed event from SINCE on pending again; delivery sends them anew, same ids, in order.
+
+    \b
+    Examples:
+      payments events replay --since evt_3k0v9d2m1q8x7c4b6n5a0z1y
+      payments events replay --since 2025-01-14T12:00:00Z
+    """
+    from services.replay_events import replay_events
+
+    config = settings()
+
+    async def mark() -> tuple[int, int]:
+        async with database(config) as pool:
+            report = await replay_events(pool, since)
+        return report.events, report.subjects
+
+    count, subjects = run(mark())
+    if as_json:
+        emit_json({"events": count, "subjects": subjects})
+        return
+    click.echo(f"{count} events of {subjects} subjects will be sent again")
