@@ -46,8 +46,12 @@ async def test_bodies_have_the_documented_shape(pool: asyncpg.Pool) -> None:
     body = json.loads(stored)
     assert set(body) == {"type", "id", "created_at", "data"}
     assert body["type"] == "deposit.credited" and body["id"] == event_id
-    assert body["data"] == {"internal_payment_id": "PAY_1", "status": "completed", "amount_usd": "25.00",
-                            "credit_usd": "25.00"}
+    assert body["data"] == {
+        "internal_payment_id": "PAY_1",
+        "status": "completed",
+        "amount_usd": "25.00",
+        "credit_usd": "25.00",
+    }
     assert body["created_at"].endswith("Z")
 
 
