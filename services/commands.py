@@ -57,6 +57,12 @@ class WithdrawalMessage(StrictModel):
     withdrawal_id: Reference
 
 
+class NotificationMessage(StrictModel):
+    """Message of `deliver_notifications` (queue deliver-notifications): a PAY_…, WD_… or request id."""
+
+    subject_id: Reference
+
+
 class CancelWithdrawalBody(StrictModel):
     """Body of ``POST /v1/withdrawals/{withdrawal_id}/cancel``: only the owner (``user_id``) may cancel."""
 

@@ -18,8 +18,15 @@ import redis
 
 from domain.errors import InvalidRequest
 from workers.actors import QUEUE_CREATE_PAYMENT, QUEUE_POLL_STATUS, QUEUE_PROCESS_WITHDRAWAL, QUEUE_SETTLE_DEPOSIT
+from workers.enqueue import QUEUE_DELIVER_NOTIFICATIONS
 
-QUEUES = (QUEUE_CREATE_PAYMENT, QUEUE_POLL_STATUS, QUEUE_SETTLE_DEPOSIT, QUEUE_PROCESS_WITHDRAWAL)
+QUEUES = (
+    QUEUE_CREATE_PAYMENT,
+    QUEUE_POLL_STATUS,
+    QUEUE_SETTLE_DEPOSIT,
+    QUEUE_PROCESS_WITHDRAWAL,
+    QUEUE_DELIVER_NOTIFICATIONS,
+)
 
 # KEYS: XQ, XQ.msgs, queue, queue.msgs; ARGV: id, body to enqueue. 1 if moved, 0 if it was not dead-lettered.
 _REPLAY = """

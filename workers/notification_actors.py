@@ -13,7 +13,7 @@ import structlog
 from dramatiq.brokers.redis import RedisBroker
 
 from domain.errors import InvalidRequest
-from services.commands import bind_arguments, reference
+from services.commands import NotificationMessage
 from services.deliver_notifications import deliver_notifications as deliver_notifications_stage
 from workers.enqueue import ACTOR_DELIVER_NOTIFICATIONS, QUEUE_DELIVER_NOTIFICATIONS
 from workers.runtime import current_context
@@ -27,7 +27,7 @@ _RETRY = {"max_retries": 10, "min_backoff": 1_000, "max_backoff": 60_000, "throw
 
 def subject_id_message(args: Any, kwargs: Any) -> str:
     """``deliver_notifications(subject_id)``: a payment id, a withdrawal id or a request id."""
-    return reference(bind_arguments(("subject_id",), 1, args, kwargs)["subject_id"], field="subject_id")
+    return NotificationMessage.from_message(args, kwargs).subject_id
 
 
 def declare_notification_actors(broker: RedisBroker) -> dramatiq.Actor:
