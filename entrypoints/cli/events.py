@@ -9,7 +9,12 @@ from entrypoints.cli.common import database, emit_json, json_option, run, settin
 
 @click.group()
 def events() -> None:
-    """Notification events (the outbox behind the webhooks and GET /v1/events)."""
+    """Notification events (the outbox behind the webhooks and GET /v1/events).
+
+    \b
+    Examples:
+      payments events replay --since 2025-01-14T12:00:00Z
+    """
 
 
 @events.command()
