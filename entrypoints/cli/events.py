@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from entrypoints.cli.common import database, emit_json, json_option, run, settings
+from entrypoints.cli.common import emit_json, json_option, with_pool
 
 
 @click.group()
@@ -30,15 +30,8 @@ def replay(since: str, as_json: bool) -> None:
     """
     from services.replay_events import replay_events
 
-    config = settings()
-
-    async def mark() -> tuple[int, int]:
-        async with database(config) as pool:
-            report = await replay_events(pool, since)
-        return report.events, report.subjects
-
-    count, subjects = run(mark())
+    report = with_pool(lambda pool: replay_events(pool, since))
     if as_json:
-        emit_json({"events": count, "subjects": subjects})
+        emit_json({"events": report.events, "subjects": report.subjects})
         return
-    click.echo(f"{count} events of {subjects} subjects will be sent again")
+    click.echo(f"{report.events} events of {report.subjects} subjects will be sent again")

@@ -16,7 +16,7 @@ from typing import Any
 import standardwebhooks
 from aiohttp import web
 
-from tests.integration.stack import free_port
+from tests.ports import free_port
 
 
 def new_secret() -> str:
