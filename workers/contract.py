@@ -12,8 +12,15 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from services.commands import CreatePaymentRequest, PaymentMessage, WithdrawalMessage, WithdrawalRequest
+from services.commands import (
+    CreatePaymentRequest,
+    NotificationMessage,
+    PaymentMessage,
+    WithdrawalMessage,
+    WithdrawalRequest,
+)
 from workers.actors import QUEUE_CREATE_PAYMENT, QUEUE_POLL_STATUS, QUEUE_PROCESS_WITHDRAWAL, QUEUE_SETTLE_DEPOSIT
+from workers.enqueue import ACTOR_DELIVER_NOTIFICATIONS, QUEUE_DELIVER_NOTIFICATIONS
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -32,6 +39,7 @@ CONTRACT: tuple[ActorContract, ...] = (
     ActorContract("poll_status", QUEUE_POLL_STATUS, PaymentMessage, "pipeline"),
     ActorContract("settle_deposit", QUEUE_SETTLE_DEPOSIT, PaymentMessage, "pipeline"),
     ActorContract("process_withdrawal", QUEUE_PROCESS_WITHDRAWAL, WithdrawalMessage, "pipeline"),
+    ActorContract(ACTOR_DELIVER_NOTIFICATIONS, QUEUE_DELIVER_NOTIFICATIONS, NotificationMessage, "pipeline"),
 )
 
 

@@ -11,6 +11,7 @@ from jsonschema import Draft202012Validator
 
 from workers.actors import declare_actors
 from workers.contract import CONTRACT, message_schemas
+from workers.notification_actors import declare_notification_actors
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -20,6 +21,8 @@ def test_every_declared_actor_has_its_schema_on_its_own_queue() -> None:
     try:
         actors = declare_actors(broker)
         declared = {name: getattr(actors, name).queue_name for name in actors.__dataclass_fields__}
+        notifications = declare_notification_actors(broker)
+        declared[notifications.actor_name] = notifications.queue_name
     finally:
         broker.close()
     assert {c.actor: c.queue for c in CONTRACT} == declared
