@@ -21,7 +21,7 @@ def balance(user_id: str, limit: int, as_json: bool) -> None:
       payments balance user-42
       payments balance user-42 --limit 100 --json
     """
-    from entrypoints.web.presenters import balance_view, history_item_view
+    from services.views import balance_view, history_item_view
     from storage import ledger
 
     async def read(conn: asyncpg.Connection) -> tuple[ledger.BalanceView, list[ledger.HistoryItem]]:

@@ -40,7 +40,7 @@ def held(as_json: bool) -> None:
       payments deposits held
       payments deposits held --json
     """
-    from entrypoints.web.presenters import payment_view
+    from services.views import payment_view
     from storage.payments import list_held
 
     found = query(list_held)

@@ -53,7 +53,7 @@ def list_(status: str | None, limit: int, as_json: bool) -> None:
       payments withdrawals list --status pending
       payments withdrawals list --json
     """
-    from entrypoints.web.presenters import withdrawal_view
+    from services.views import withdrawal_view
     from storage.withdrawals import list_withdrawals
 
     found = query(lambda conn: list_withdrawals(conn, status=status, limit=limit))
@@ -87,7 +87,7 @@ def show(withdrawal_id: str, as_json: bool) -> None:
     Example:
       payments withdrawals show WD_20250114123456_abc12345
     """
-    from entrypoints.web.presenters import withdrawal_event_view, withdrawal_view
+    from services.views import withdrawal_event_view, withdrawal_view
     from storage.withdrawals import get_withdrawal, list_events
 
     async def read(conn: asyncpg.Connection) -> tuple[Withdrawal | None, list[dict[str, Any]]]:

@@ -8,12 +8,12 @@ from aiohttp import web
 
 from domain.payments import Payment
 from domain.rejections import RequestKind
-from entrypoints.web.answers import DepositQueued
 from entrypoints.web.http import json_body, json_response, path_id, qr_link_for, stage_context
-from entrypoints.web.presenters import payment_view, refused_replay_view, rejection_view
 from services.admit_deposit import admit_deposit
+from services.answers import DepositQueued
 from services.commands import CreatePaymentRequest
 from services.errors import PaymentNotFound, RequestAlreadyRefused
+from services.views import payment_view, refused_replay_view, rejection_view
 from storage import payments, rejections
 from workers.enqueue import ActorEnqueuer
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from entrypoints.web.answers import Healthy, Unhealthy
 from entrypoints.web.http import RUNTIME, json_response, stage_context
 from entrypoints.web.metrics import render_metrics
+from services.answers import Healthy, Unhealthy
 
 
 async def healthz(request: web.Request) -> web.Response:

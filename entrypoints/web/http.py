@@ -14,9 +14,9 @@ from aiohttp import StreamReader, web
 from domain.errors import InvalidRequest
 from domain.signed_links import QrLinkSigner
 from entrypoints.web.log_budget import LogBudget
-from entrypoints.web.presenters import qr_path
 from services.context import StageContext
 from services.validation import MAX_REF_LENGTH
+from services.views import qr_path
 
 
 @dataclass

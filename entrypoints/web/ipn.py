@@ -7,7 +7,6 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from entrypoints.web.answers import PaymentIpnAccepted, PayoutIpnAccepted
 from entrypoints.web.http import RUNTIME, json_response, read_body, stage_context
 from gateway.errors import (
     CallbacksDisabled,
@@ -17,6 +16,7 @@ from gateway.errors import (
 )
 from gateway.models import GatewayPayment, GatewayPayout
 from gateway.signature import verify_ipn
+from services.answers import PaymentIpnAccepted, PayoutIpnAccepted
 from services.apply_status import apply_gateway_status
 from services.errors import UnknownPayment, UnknownPayout
 from services.process_withdrawal import apply_payout_status

@@ -15,9 +15,9 @@ from pydantic.json_schema import models_json_schema
 
 from domain.errors import InvalidRequest, LinkExpired, LinkSignatureInvalid
 from entrypoints.errors import ErrorOutcome, outcome_for_type
-from entrypoints.web.answers import ErrorAnswer
 from entrypoints.web.http import json_response
 from entrypoints.web.routes import ROUTES, AnswerSpec, Auth, MediaAnswer, Route
+from services.answers import ErrorAnswer
 from services.validation import MAX_REF_LENGTH
 
 _REF = "#/components/schemas/{model}"

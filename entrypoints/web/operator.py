@@ -5,11 +5,11 @@ from __future__ import annotations
 from aiohttp import web
 
 from entrypoints.web.http import json_body, json_response, path_id, qr_link_for, stage_context
-from entrypoints.web.presenters import payment_view, withdrawal_view
 from entrypoints.web.queries import PageQuery, WithdrawalListQuery, decode_cursor, encode_cursor
 from entrypoints.web.withdrawals import withdrawal_answer
 from services.commands import OperatorDecisionBody
 from services.decide_withdrawal import approve_withdrawal, complete_withdrawal_manually, reject_withdrawal
+from services.views import payment_view, withdrawal_view
 from storage import payments, withdrawals
 
 

@@ -7,8 +7,8 @@ from aiohttp import web
 from domain.payments import Payment
 from domain.qr import qr_svg
 from entrypoints.web.http import json_response, path_id, qr_link_for, stage_context
-from entrypoints.web.presenters import payment_uri_for, payment_view
 from services.errors import PaymentNotFound
+from services.views import payment_uri_for, payment_view
 from storage import payments
 
 

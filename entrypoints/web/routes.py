@@ -16,20 +16,6 @@ from pydantic import BaseModel
 
 from domain.errors import InvalidRequest, InvalidTransition
 from entrypoints.web import deposits, health, ipn, operator, payments, users, withdrawals
-from entrypoints.web.answers import (
-    BalanceAnswer,
-    DepositQueued,
-    HistoryPage,
-    PaymentIpnAccepted,
-    PaymentPage,
-    PaymentView,
-    PayoutIpnAccepted,
-    RejectionView,
-    Unhealthy,
-    WithdrawalDetail,
-    WithdrawalPage,
-)
-from entrypoints.web.answers import Healthy as HealthyAnswer
 from entrypoints.web.queries import (
     PageQuery,
     PaymentListQuery,
@@ -47,6 +33,20 @@ from gateway.errors import (
     InvalidSignature,
     MalformedCallback,
 )
+from services.answers import (
+    BalanceAnswer,
+    DepositQueued,
+    HistoryPage,
+    PaymentIpnAccepted,
+    PaymentPage,
+    PaymentView,
+    PayoutIpnAccepted,
+    RejectionView,
+    Unhealthy,
+    WithdrawalDetail,
+    WithdrawalPage,
+)
+from services.answers import Healthy as HealthyAnswer
 from services.commands import CancelWithdrawalBody, CreatePaymentRequest, OperatorDecisionBody, WithdrawalRequest
 from services.errors import (
     InsufficientFunds,

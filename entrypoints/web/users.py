@@ -5,7 +5,6 @@ from __future__ import annotations
 from aiohttp import web
 
 from entrypoints.web.http import json_response, path_id, qr_link_for, stage_context
-from entrypoints.web.presenters import balance_view, history_item_view, payment_view, withdrawal_view
 from entrypoints.web.queries import (
     DEFAULT_PAGE,
     MAX_PAGE,
@@ -15,6 +14,7 @@ from entrypoints.web.queries import (
     decode_cursor,
     encode_cursor,
 )
+from services.views import balance_view, history_item_view, payment_view, withdrawal_view
 from storage import ledger, payments, withdrawals
 
 

@@ -9,11 +9,11 @@ from aiohttp import web
 from domain.rejections import RequestKind
 from domain.withdrawals import Withdrawal
 from entrypoints.web.http import json_body, json_response, path_id, stage_context
-from entrypoints.web.presenters import refused_replay_view, rejection_view, withdrawal_detail
 from services.commands import CancelWithdrawalBody, WithdrawalRequest
 from services.decide_withdrawal import cancel_withdrawal
 from services.errors import RequestAlreadyRefused, WithdrawalNotFound
 from services.request_withdrawal import request_withdrawal
+from services.views import refused_replay_view, rejection_view, withdrawal_detail
 from storage import rejections, withdrawals
 
 

@@ -15,7 +15,7 @@ from domain.money import CENT, plain_amount
 from domain.payments import Payment
 from domain.rejections import Rejection
 from domain.withdrawals import Withdrawal
-from entrypoints.web.answers import (
+from services.answers import (
     BalanceAnswer,
     HistoryItemView,
     PaymentView,
