@@ -6,7 +6,7 @@ from the same models, so the document cannot drift from what the handlers send.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -164,6 +164,18 @@ class WithdrawalDetail(WithdrawalView):
     refused_replay: RefusedReplay | None = Field(
         default=None, description="present only when a request with other arguments under this request_id was refused"
     )
+
+
+class EventBody(Answer):
+    type: str = Field(examples=["deposit.credited"], description="one of the event types in the README")
+    id: str = Field(examples=["evt_0123456789abcdefghijklmn"], description="the same as the webhook-id header")
+    created_at: str
+    data: dict[str, Any] = Field(description="the subject's view, as the API returns it")
+
+
+class EventPage(Answer):
+    events: list[EventBody]
+    next_after: str | None = Field(description="pass as `after` to read on; the same `after` when nothing is new")
 
 
 class WithdrawalPage(Answer):

@@ -24,6 +24,7 @@ from domain.payment_news import (
 )
 from domain.payments import Payment
 from gateway.models import GatewayPayment
+from services import announce
 from services.context import StageContext
 from services.errors import UnknownPayment
 from settings import Settings
@@ -118,6 +119,7 @@ async def _write(conn: asyncpg.Connection, payment: Payment, plan: PaymentPlan, 
             detail=dict(event.detail),
         )
         if event.kind is EventKind.STATUS_CHANGED:
+            await announce.payment_status(conn, updated)
             log.info(
                 "payment_status_changed",
                 payment_id=payment.id,
@@ -126,6 +128,7 @@ async def _write(conn: asyncpg.Connection, payment: Payment, plan: PaymentPlan, 
                 source=source,
             )
         else:
+            await announce.payment_held(conn, updated)
             log.warning("payment_held_for_review", payment_id=payment.id, reason=event.detail["hold_reason"])
     return updated
 

@@ -12,6 +12,7 @@ from domain.payments import Payment, PaymentStatus, PaymentUpdate
 from domain.rejections import RequestKind
 from gateway.errors import GatewayProtocolError, GatewayRejected, GatewayTransientError
 from gateway.models import GatewayPayment
+from services import announce
 from services.admit_deposit import same_request_or_refuse, validate_new_deposit
 from services.commands import CreatePaymentRequest
 from services.context import StageContext
@@ -96,6 +97,7 @@ async def _record_creation(ctx: StageContext, payment: Payment, answer: GatewayP
             gateway_status=answer.status,
             detail={"provider_payment_id": answer.payment_id, "pay_amount": answer.pay_amount},
         )
+        await announce.payment_status(conn, updated)
     log.info(
         "payment_created",
         payment_id=payment.id,
@@ -157,5 +159,6 @@ async def _record_rejection(ctx: StageContext, payment: Payment, exc: GatewayRej
             to_status=PaymentStatus.FAILED.value,
             detail={"code": exc.code, "message": exc.message[:500], "http_status": exc.http_status},
         )
+        await announce.payment_status(conn, updated)
     log.warning("payment_rejected_by_gateway", payment_id=payment.id, code=exc.code, message=exc.message[:200])
     return updated

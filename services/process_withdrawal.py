@@ -20,6 +20,7 @@ from domain.payout_news import PAYOUT_CHECK_SECONDS, PayoutNews, PayoutPlan, Pay
 from domain.withdrawals import Withdrawal, WithdrawalStatus, WithdrawalUpdate
 from gateway.errors import DUPLICATE_EXTERNAL_ID, GatewayProtocolError, GatewayRejected
 from gateway.models import GatewayPayout
+from services import announce
 from services.context import StageContext
 from services.errors import PayoutInProgress, UnknownPayout, WithdrawalNotFound
 from services.withdrawal_transitions import move_withdrawal
@@ -181,7 +182,7 @@ async def _refused(
             f"payout refused ({exc.code}) after an attempt whose outcome is unknown: check the gateway for"
             f" unique_external_id {withdrawal_id}, then complete (with its hash) or reject"
         )
-        await withdrawals.update_withdrawal(
+        held = await withdrawals.update_withdrawal(
             conn,
             withdrawal_id,
             WithdrawalUpdate(
@@ -193,6 +194,7 @@ async def _refused(
                 next_check_at=_check_again(),
             ),
         )
+        await announce.withdrawal_held(conn, held)
     log.error("withdrawal_needs_review", withdrawal_id=withdrawal_id, code=exc.code)
     return None
 

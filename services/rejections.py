@@ -20,6 +20,7 @@ from domain.errors import InvalidRequest
 from domain.payments import request_fingerprint
 from domain.rejections import Rejection, RequestKind
 from domain.withdrawals import withdrawal_fingerprint
+from services import announce
 from services.commands import CreatePaymentRequest, WithdrawalRequest
 from services.context import StageContext
 from services.errors import RequestAlreadyRefused, RequestIdReused
@@ -128,5 +129,6 @@ async def record_refusal(
             reason=str(exc),
             field=exc.field,
         )
+        await announce.request_refused(conn, rejection, withdrawal=kind is RequestKind.WITHDRAWAL)
     log.info("request_rejected", kind=kind.value, request_id=request_id, error=rejection.error, reason=rejection.reason)
     return rejection

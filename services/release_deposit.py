@@ -18,6 +18,7 @@ from domain.ledger import GATEWAY_CLEARING, AccountRef, Entry, LedgerPosting, Tr
 from domain.money import ZERO, format_usd
 from domain.payment_news import UNDONE_PREFIX
 from domain.payments import Payment, PaymentStatus, PaymentUpdate, received_value_usd
+from services import announce
 from storage import ledger, payments
 from storage.db import transaction
 
@@ -114,6 +115,7 @@ async def release_held_deposit(
                 "ledger_transaction_id": result.transaction_id,
             },
         )
+        await announce.payment_released(conn, updated, result.transaction_id)
     log.info("held_deposit_released", payment_id=payment.id, operator=operator, credit_usd=format_usd(amount))
     return updated
 
@@ -133,5 +135,6 @@ async def dismiss_deposit_hold(pool: asyncpg.Pool, payment_id: str, *, operator:
             to_status=payment.status.value,
             detail={"operator": operator, "note": note, "dismissed_hold": payment.hold_reason},
         )
+        await announce.payment_dismissed(conn, updated, payment.hold_reason)
     log.info("deposit_hold_dismissed", payment_id=payment.id, operator=operator)
     return updated

@@ -25,6 +25,7 @@ from domain.withdrawals import (
     withdrawal_fingerprint,
 )
 from gateway.errors import GatewayRejected
+from services import announce
 from services.commands import WithdrawalRequest
 from services.context import StageContext
 from services.errors import InsufficientFunds, RequestIdReused
@@ -161,6 +162,7 @@ async def _record_and_hold(
             note="requested",
             detail={"total_fee_usd": quote.total_fee_usd, "final_amount_usd": quote.final_amount_usd},
         )
+        await announce.withdrawal_moved(conn, created)
     return RequestResult(created, created=True)
 
 

@@ -10,13 +10,15 @@ the others.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import structlog
 
 from domain.ledger import LedgerPosting, deposit_posting
 from domain.payments import Payment
+from services import announce
 from services.context import StageContext
 from services.settle_deposit import credit_decision
 from settings import Settings
@@ -66,6 +68,17 @@ def _sort_out(locked: list[Payment], settings: Settings) -> _Sorted:
     return out
 
 
+def _as_settled(payment: Payment, ledger_transaction_id: int, credit: Decimal) -> Payment:
+    """The payment as `mark_settled_batch` just wrote it (for its announcement)."""
+    return replace(
+        payment,
+        settled_at=datetime.now(UTC),
+        ledger_transaction_id=ledger_transaction_id,
+        credit_usd=credit,
+        next_poll_at=None,
+    )
+
+
 async def settle_group(ctx: StageContext, payment_ids: Sequence[str]) -> GroupOutcome:
     """Settle every payment of ``payment_ids`` that can be settled right now, in one transaction."""
     wanted = sorted(set(payment_ids))
@@ -75,13 +88,12 @@ async def settle_group(ctx: StageContext, payment_ids: Sequence[str]) -> GroupOu
             sorted_out = _sort_out(locked, ctx.settings)
             postings = [posting for _, posting, _ in sorted_out.to_credit]
             results = await ledger.open_transactions(conn, postings)
-            await payments.mark_settled_batch(
-                conn,
-                [
-                    (payment, results[posting.idempotency_key].transaction_id, credit)
-                    for payment, posting, credit in sorted_out.to_credit
-                ],
-            )
+            settled = [
+                (payment, results[posting.idempotency_key].transaction_id, credit)
+                for payment, posting, credit in sorted_out.to_credit
+            ]
+            await payments.mark_settled_batch(conn, settled)
+            await announce.payments_credited(conn, [(_as_settled(p, tx, credit), tx) for p, tx, credit in settled])
             # Last, so the users' balance rows (one hot row for a busy user) are held only until commit.
             await ledger.add_entries(conn, postings, results)
     except Exception as exc:  # the group is all or nothing: every payment of it goes on alone

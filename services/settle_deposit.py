@@ -10,6 +10,7 @@ from domain.errors import InvalidRequest
 from domain.ledger import deposit_posting
 from domain.money import format_usd
 from domain.payments import CreditDecision, Payment, PaymentUpdate, decide_credit
+from services import announce
 from services.context import StageContext
 from settings import Settings
 from storage import ledger, payments
@@ -75,6 +76,7 @@ async def settle_deposit(ctx: StageContext, payment_id: str) -> SettleResult:
             to_status=payment.status.value,
             detail={"credit_usd": decision.credit_usd, "ledger_transaction_id": result.transaction_id},
         )
+        await announce.payment_credited(conn, updated, result.transaction_id)
     log.info(
         "deposit_settled",
         payment_id=payment.id,

@@ -18,6 +18,7 @@ from domain.errors import InvalidTransition
 from domain.ledger import LedgerPosting, withdrawal_complete_posting, withdrawal_release_posting
 from domain.updates import KEEP
 from domain.withdrawals import TERMINAL, Withdrawal, WithdrawalStatus, WithdrawalUpdate, hold_outcome, transition
+from services import announce
 from storage import ledger, withdrawals
 
 log = structlog.get_logger(__name__)
@@ -85,6 +86,7 @@ async def move_withdrawal(
         note=note,
         detail=detail,
     )
+    await announce.withdrawal_moved(conn, updated)
     log.info(
         "withdrawal_status_changed",
         withdrawal_id=withdrawal.id,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -80,6 +81,36 @@ async def add_event(
         dedupe_key,
         event.payload,
         event.created_at,
+    )
+
+
+async def add_events(
+    conn: asyncpg.Connection,
+    events: Sequence[tuple[EventType | str, dict[str, Any], str]],
+    *,
+    now: datetime,
+) -> None:
+    """`add_event` for many (type, view, dedupe key) at once, in one statement (group commit)."""
+    if not events:
+        return
+    if not conn.is_in_transaction():
+        raise RuntimeError("add_events needs the caller's open transaction (events must commit with the change)")
+    built = [(build_event(kind, view, now=now), key) for kind, view, key in events]
+    await conn.execute(
+        """
+        INSERT INTO outbox_events (id, type, subject_id, dedupe_key, payload, created_at)
+        SELECT e.id, e.type, e.subject_id, e.dedupe_key, e.payload, $6
+          FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
+               WITH ORDINALITY AS e (id, type, subject_id, dedupe_key, payload, n)
+         ORDER BY e.n
+        ON CONFLICT (dedupe_key) DO NOTHING
+        """,
+        [event.id for event, _ in built],
+        [event.type.value for event, _ in built],
+        [event.subject_id for event, _ in built],
+        [key for _, key in built],
+        [event.payload for event, _ in built],
+        now,
     )
 
 

@@ -46,6 +46,15 @@ class PageQuery(QueryModel):
     cursor: PageCursor | None = None
 
 
+class EventsQuery(QueryModel):
+    after: str | None = Field(
+        default=None,
+        pattern=r"^evt_[a-z0-9]{1,60}$",
+        description="the `next_after` of the previous page (an event id)",
+    )
+    limit: PageLimit = MAX_PAGE
+
+
 class PaymentListQuery(PageQuery):
     status: PaymentStatus | None = Field(default=None, description="only payments in this status")
 

@@ -15,8 +15,9 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from domain.errors import InvalidRequest, InvalidTransition
-from entrypoints.web import deposits, health, ipn, operator, payments, users, withdrawals
+from entrypoints.web import deposits, events, health, ipn, operator, payments, users, withdrawals
 from entrypoints.web.queries import (
+    EventsQuery,
     PageQuery,
     PaymentListQuery,
     QrLinkQuery,
@@ -36,6 +37,7 @@ from gateway.errors import (
 from services.answers import (
     BalanceAnswer,
     DepositQueued,
+    EventPage,
     HistoryPage,
     PaymentIpnAccepted,
     PaymentPage,
@@ -139,6 +141,8 @@ ROUTES: tuple[Route, ...] = (
           errors=(InvalidRequest, PaymentNotFound)),
     Route("GET", "/v1/payments/{payment_id}/qr.svg", payments.get_payment_qr, "A payment's QR code",
           "deposits", Auth.API_OR_QR_LINK, _SVG, query=QrLinkQuery, errors=(InvalidRequest, PaymentNotFound)),
+    Route("GET", "/v1/events", events.get_events, "Announced events after a cursor, in commit order", "events",
+          Auth.API, EventPage, query=EventsQuery, errors=(InvalidRequest,)),
     Route("GET", "/v1/users/{user_id}/balance", users.get_balance, "A user's balance", "users", Auth.API,
           BalanceAnswer, errors=(InvalidRequest,)),
     Route("GET", "/v1/users/{user_id}/transactions", users.get_transactions, "A user's ledger history, newest first",

@@ -29,6 +29,7 @@ from tests.ports import free_port
 from workers.actors import PipelineActors, declare_actors
 from workers.broker import build_broker
 from workers.enqueue import ActorEnqueuer
+from workers.notification_actors import declare_notification_actors
 from workers.runtime import StageRuntime
 from workers.settle_group import install_group_settlement
 
@@ -121,6 +122,7 @@ class Stack:
         runtime = StageRuntime(self.settings, exit_on_boot_failure=False)
         self.broker = build_broker(self.settings, namespace=self.namespace, runtime=runtime)
         self.actors = declare_actors(self.broker)
+        declare_notification_actors(self.broker)
         install_group_settlement(self.broker, self.settings)
         self.enqueue = ActorEnqueuer(self.broker)
         self.ctx = StageContext(pool=self.pool, gateway=self.gateway, settings=self.settings, enqueue=self.enqueue)
