@@ -126,3 +126,19 @@ def test_build_from_the_lock_alone_in_a_fresh_venv_then_payments_help(tmp_path):
     assert help_run.returncode == 0, help_run.stderr
     for command in ("migrate", "release", "web", "worker", "scheduler"):
         assert command in help_run.stdout
+
+
+def test_env_example_names_every_setting_and_git_ignores_dot_env():
+    text = (REPO / ".env.example").read_text(encoding="utf-8")
+    named = set(re.findall(r"^#? ?([A-Z][A-Z0-9_]+)=", text, re.M))
+    assert named == {name.upper() for name in Settings.model_fields}
+    ignored = subprocess.run([shutil.which("git") or "git", "check-ignore", "-q", ".env"], cwd=REPO, check=False)
+    assert ignored.returncode == 0, ".env must be ignored by git"
+
+
+def test_procfile_dev_releases_before_web_and_migrates_before_the_others():
+    processes = _procfile_processes("Procfile.dev")
+    assert "release" not in processes, "honcho would run it beside the others and stop everything when it exits"
+    assert processes["web"].strip() == "payments release && exec payments web"
+    for name in ("worker", "scheduler"):
+        assert processes[name].strip() == f"payments migrate && exec payments {name}"
