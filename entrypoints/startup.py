@@ -28,7 +28,7 @@ class StartupError(Exception):
 
 def _reason(exc: BaseException, secret_url: str) -> str:
     """The error's own words on one line, without the password even if a library quoted it."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
+    text = " ".join(str(exc).split()).rstrip(".") or type(exc).__name__
     password = urlsplit(secret_url).password if "://" in secret_url else None
     if password:
         text = text.replace(password, "***")

@@ -1,8 +1,8 @@
 """Operational mistakes end in one line on stderr naming the setting or service and what to do.
 
 Each case runs the real `payments` process and checks: it exits at once with the documented exit
-code (2: configuration, 3: a service we depend on), stderr is exactly one line, stdout is empty,
-and no password or key is shown.
+code (2: configuration, 3: a service we depend on, its line labelled "unavailable: " by the CLI),
+stderr is exactly one line, stdout is empty, and no password or key is shown.
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ def test_malformed_redis_url(launcher: Launcher, command: str, database_url: str
 def test_postgres_unreachable(launcher: Launcher, command: str):
     proc = launcher.run(command, env=_env(DATABASE_URL=UNREACHABLE_DB, REDIS_URL=REACHABLE_REDIS), timeout=30)
     line = _one_line(proc, EXIT_UNAVAILABLE)
-    assert line.startswith("Postgres unreachable (DATABASE_URL): "), line
+    assert line.startswith("unavailable: Postgres unreachable (DATABASE_URL): "), line
     assert "check DATABASE_URL and that Postgres is running" in line
 
 
@@ -90,7 +90,7 @@ def test_database_that_does_not_exist_is_named(launcher: Launcher, database_url:
 def test_redis_unreachable(launcher: Launcher, command: str, database_url: str):
     proc = launcher.run(command, env=_env(DATABASE_URL=database_url, REDIS_URL=UNREACHABLE_REDIS), timeout=30)
     line = _one_line(proc, EXIT_UNAVAILABLE)
-    assert line.startswith("Redis unreachable (REDIS_URL): "), line
+    assert line.startswith("unavailable: Redis unreachable (REDIS_URL): "), line
     assert "check REDIS_URL and that Redis is running" in line
 
 
@@ -115,7 +115,9 @@ def test_port_in_use(launcher: Launcher, database_url: str, taken_port: int):
     env = _env(DATABASE_URL=database_url, REDIS_URL=REACHABLE_REDIS, PORT=str(taken_port))
     proc = launcher.run("web", env=env, timeout=30)
     line = _one_line(proc, EXIT_UNAVAILABLE)
-    assert line == f"PORT {taken_port} is already in use by another process: stop it or set PORT to a free port"
+    assert line == (
+        f"unavailable: PORT {taken_port} is already in use by another process: stop it or set PORT to a free port"
+    )
 
 
 @pytest.mark.parametrize(
@@ -161,7 +163,7 @@ def test_release_with_the_gateway_down_fails_when_there_is_no_catalogue(launcher
     proc = launcher.run("release", env=env, timeout=90)
     assert proc.popen.returncode == EXIT_UNAVAILABLE, proc.output
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert "release failed: there is no currency catalogue yet" in lines[-1]
+    assert lines[-1].startswith("unavailable: release failed: there is no currency catalogue yet"), lines
     assert "NOWPAYMENTS_API_KEY" in lines[-1]
     assert API_KEY not in proc.output
     assert asyncio.run(_currency_count(empty_database_url)) == 0
