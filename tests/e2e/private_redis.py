@@ -10,7 +10,8 @@ from pathlib import Path
 
 import redis
 
-from tests.e2e.procs import free_port, wait_until
+from tests.e2e.procs import wait_until
+from tests.ports import free_port
 
 
 def run_private_redis(folder: Path) -> Iterator[str]:

@@ -16,10 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from gateway.simulator import SimulatorServer
+from gateway.simulator import SimulatorConfig, SimulatorServer
 from tests.e2e.conftest import SIM_API_KEY, SIM_IPN_SECRET
 from tests.e2e.private_redis import run_private_redis
-from tests.e2e.procs import BIN, REPO, Proc, free_port, http_get, minimal_env, wait_until
+from tests.e2e.procs import BIN, REPO, Proc, http_get, minimal_env, wait_until
+from tests.ports import free_port
 
 API_TOKEN = "deploy-test-api-token-71"
 STOP_BUDGET = 30.0
@@ -37,7 +38,7 @@ def private_redis(tmp_path: Path) -> Iterator[str]:
 
 @pytest.fixture
 def paying_simulator() -> Iterator[SimulatorServer]:
-    sim = SimulatorServer(ipn_secret=SIM_IPN_SECRET, api_key=SIM_API_KEY, auto_advance_seconds=0.5)
+    sim = SimulatorServer(SimulatorConfig(ipn_secret=SIM_IPN_SECRET, api_key=SIM_API_KEY, auto_advance_seconds=0.5))
     sim.start()
     yield sim
     sim.stop()

@@ -18,7 +18,8 @@ import pytest
 from gateway.simulator import SimulatorServer
 from tests.e2e.conftest import SIM_API_KEY, SIM_IPN_SECRET
 from tests.e2e.private_redis import run_private_redis
-from tests.e2e.procs import BIN, REPO, Proc, free_port, http_get, minimal_env, wait_until
+from tests.e2e.procs import BIN, REPO, Proc, http_get, minimal_env, wait_until
+from tests.ports import free_port
 
 STOP_BUDGET = 30.0
 

@@ -16,7 +16,8 @@ import pytest
 
 from gateway.simulator import SimulatorServer
 from tests.e2e.conftest import SIM_API_KEY, SIM_IPN_SECRET
-from tests.e2e.procs import Launcher, Proc, free_port, minimal_env
+from tests.e2e.procs import Launcher, Proc, minimal_env
+from tests.ports import free_port
 
 DB_PASSWORD = "db-pass-never-shown-8q"
 API_KEY = "sk-never-shown-5521"
