@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from domain.errors import InvalidRequest, InvalidTransition, LinkExpired, LinkSignatureInvalid
+from entrypoints.startup import StartupError
 from gateway.errors import (
     CallbacksDisabled,
     GatewayConfigurationError,
@@ -92,6 +93,7 @@ ERRORS: dict[type[BaseException], ErrorOutcome] = {
     # was left mid-operation when its server went away.
     asyncpg.InternalClientError: _DATABASE_UNAVAILABLE,
     ConnectionRefusedError: _DATABASE_UNAVAILABLE,
+    StartupError: ErrorOutcome(503, "service_unavailable", EXIT_UNAVAILABLE, "a service this process needs is down"),
 }
 
 

@@ -1,5 +1,9 @@
 """structlog setup: JSON lines for machines, or readable console output for people.
 
+Libraries log through the standard library (dramatiq, aiohttp, asyncio, warnings); their records go
+through the same structlog processors and renderer, so with LOG_FORMAT=json every line a process
+writes is one JSON object, tracebacks included (as a field, not as extra lines).
+
 Every value echoed into a log line is capped at MAX_LOGGED_VALUE characters (with the original length),
 in both places lines come from: our structlog events (a processor) and the standard library's records,
 where dramatiq formats whole messages into its lines (a record factory capping the arguments).
@@ -75,22 +79,52 @@ def cap_standard_library_records() -> None:
         logging.setLogRecordFactory(_capping_record_factory(current))
 
 
+_SHARED_PROCESSORS: list[Any] = [
+    structlog.contextvars.merge_contextvars,
+    structlog.processors.add_log_level,
+    structlog.processors.TimeStamper(fmt="iso", utc=True),
+]
+
+
+class _OursHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Marks the root handler we installed, so configuring again replaces it instead of adding a second."""
+
+
+def _renderer(fmt: str) -> Any:
+    return structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=False)
+
+
+def _standard_library_handler(fmt: str) -> logging.Handler:
+    """A stderr handler rendering stdlib records with our processors and renderer."""
+    handler = _OursHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[*_SHARED_PROCESSORS, structlog.stdlib.add_logger_name, structlog.stdlib.ExtraAdder()],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                cap_long_values,
+                _renderer(fmt),
+            ],
+        )
+    )
+    return handler
+
+
 def configure_logging(settings: Settings | None = None, *, level: str | None = None, fmt: str | None = None) -> None:
     level = (level or (settings.log_level if settings else "INFO")).upper()
     fmt = fmt or (settings.log_format if settings else "json")
-    renderer = structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=False)
+    numeric_level = getattr(logging, level, logging.INFO)
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            cap_long_values,
-            renderer,
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level, logging.INFO)),
+        processors=[*_SHARED_PROCESSORS, structlog.processors.format_exc_info, cap_long_values, _renderer(fmt)],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         cache_logger_on_first_use=False,
     )
     cap_standard_library_records()
-    logging.basicConfig(level=getattr(logging, level, logging.INFO), stream=sys.stderr, format="%(message)s")
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, _OursHandler) or type(h) is logging.StreamHandler]:
+        root.removeHandler(old)  # ours from an earlier call, or basicConfig's
+    root.addHandler(_standard_library_handler(fmt))
+    root.setLevel(numeric_level)
+    logging.captureWarnings(True)  # Python warnings are log lines too, not bare multi-line text

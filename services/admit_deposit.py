@@ -15,7 +15,7 @@ from domain.payments import Payment
 from domain.rejections import RequestKind
 from services.commands import CreatePaymentRequest
 from services.context import StageContext
-from services.errors import RequestIdReused
+from services.errors import RequestIdReused, UnknownCurrency
 from services.rejections import deposit_fingerprint, refuse_if_refused_before
 from settings import Settings
 from storage import currencies, payments
@@ -50,7 +50,7 @@ async def validate_new_deposit(conn: asyncpg.Connection, settings: Settings, req
     """Currency known and active; amount within the deposit limits and the coin's own minimum."""
     currency = await currencies.get_currency(conn, request.currency_code)
     if currency is None:
-        raise InvalidRequest(f"unknown currency {request.currency_code!r}", field="currency_code")
+        raise UnknownCurrency(f"unknown currency {request.currency_code!r}", field="currency_code")
     if not currency.active:
         raise InvalidRequest(f"currency {request.currency_code!r} is not active", field="currency_code")
     minimum = max(settings.payments_min_deposit_usd, currency.min_amount_usd or settings.payments_min_deposit_usd)

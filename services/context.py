@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import asyncpg
 
 from gateway.client import NowPaymentsClient
+from services.catalogue import CatalogueRefresher
 from settings import Settings
 
 
@@ -29,6 +30,8 @@ class StageContext:
     gateway: NowPaymentsClient
     settings: Settings
     enqueue: Enqueuer
+    # Per process: how often a currency nobody knows may trigger a catalogue refresh.
+    catalogue: CatalogueRefresher = field(default_factory=lambda: CatalogueRefresher())
 
 
 def gateway_from_settings(settings: Settings) -> NowPaymentsClient:

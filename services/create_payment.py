@@ -16,7 +16,7 @@ from services import announce
 from services.admit_deposit import same_request_or_refuse, validate_new_deposit
 from services.commands import CreatePaymentRequest
 from services.context import StageContext
-from services.errors import CreationInProgress
+from services.errors import CreationInProgress, UnknownCurrency
 from services.rejections import deposit_fingerprint, refuse_if_refused_before
 from storage import payments, rejections
 from storage.db import transaction
@@ -109,6 +109,15 @@ async def _record_creation(ctx: StageContext, payment: Payment, answer: GatewayP
 
 
 async def _record_request(ctx: StageContext, request: CreatePaymentRequest) -> Payment:
+    try:
+        return await _record_request_once(ctx, request)
+    except UnknownCurrency:
+        # A fresh deploy or a coin switched on since the last sync: refresh once (bounded), then look again.
+        await ctx.catalogue.refresh_for(ctx.pool, ctx.gateway, request.currency_code)
+    return await _record_request_once(ctx, request)
+
+
+async def _record_request_once(ctx: StageContext, request: CreatePaymentRequest) -> Payment:
     """The payment for this request_id: found (a replay) or recorded now, after the checks the door also makes."""
     fingerprint = deposit_fingerprint(request)
     async with transaction(ctx.pool) as conn:

@@ -31,6 +31,10 @@ class UnknownPayout(NotFound):
     """Raised when the gateway reports on a payout that matches none of our withdrawals."""
 
 
+class UnknownCurrency(InvalidRequest):
+    """Raised when a request names a coin our catalogue lacks, even after one refresh from the gateway."""
+
+
 class InsufficientFunds(InvalidRequest):
     """Raised when the available balance does not cover a withdrawal's amount."""
 

@@ -11,7 +11,8 @@ import base64
 import binascii
 import re
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 import pydantic_settings
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -26,6 +27,9 @@ PAYOUT_IPN_PATH = "/ipn/nowpayments/payouts"
 
 WEBHOOK_SECRET_PREFIX = "whsec_"  # noqa: S105 - the format's marker, not a secret
 WEBHOOK_SECRET_BYTES = (24, 64)  # Standard Webhooks: a random key of 192 to 512 bits
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+DATABASE_SCHEMES = ("postgres", "postgresql")
+REDIS_SCHEMES = ("redis", "rediss", "unix")
 
 PositiveDecimal = Annotated[Decimal, Field(gt=0, max_digits=20, decimal_places=2)]
 
@@ -43,7 +47,7 @@ class Settings(BaseSettings):
     web_receive_timeout: float = Field(default=10.0, gt=0, le=300)
     api_token: SecretStr | None = None
     public_base_url: str | None = None
-    log_level: str = "INFO"
+    log_level: LogLevel = "INFO"
     log_format: str = Field(default="json", pattern="^(json|console)$")
 
     # Gateway
@@ -138,6 +142,23 @@ class Settings(BaseSettings):
             return None
         return decode_webhook_secret(self.notify_webhook_secret.get_secret_value())
 
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_in_capitals(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url_shape(cls, value: SecretStr) -> SecretStr:
+        _check_url(value.get_secret_value(), DATABASE_SCHEMES)
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url_shape(cls, value: SecretStr) -> SecretStr:
+        _check_url(value.get_secret_value(), REDIS_SCHEMES)
+        return value
+
     @field_validator("public_base_url", "nowpayments_base_url", "notify_webhook_url")
     @classmethod
     def _strip_trailing_slash(cls, value: str | None) -> str | None:
@@ -189,6 +210,28 @@ def decode_webhook_secret(text: str) -> bytes:
     return key
 
 
+def _check_url(url: str, schemes: tuple[str, ...]) -> None:
+    """Refuse a URL no client could use, naming what is wrong and never echoing the URL (it holds a password)."""
+    expected = " or ".join(f"{scheme}://" for scheme in schemes)
+    try:
+        parts = urlsplit(url.strip())
+        if parts.scheme not in schemes:
+            raise ValueError(f"must be a URL starting with {expected}")
+        if parts.scheme == "unix":
+            if not parts.path:
+                raise ValueError("must name a socket path, e.g. unix:///run/redis.sock")
+            return
+        if not parts.hostname and "," not in parts.netloc and not parts.query:
+            raise ValueError("has no host name")
+        if "," not in parts.netloc:  # asyncpg's several-hosts form has no single port to check
+            _ = parts.port  # raises ValueError for a port that is not a number in range
+    except ValueError as exc:
+        message = str(exc)
+        if not message.startswith(("must", "has")):  # urllib's own words may quote the value
+            message = "is not a valid URL (check the port and any special characters in the password)"
+        raise ValueError(message) from None
+
+
 class SettingsError(SystemExit):
     """A configuration problem; exits the process with one line naming the variable."""
 
@@ -201,7 +244,7 @@ def describe_validation_error(error: ValidationError) -> str:
     parts = []
     for item in error.errors(include_input=False, include_url=False):
         name = "_".join(str(piece) for piece in item["loc"]).upper() or "settings"
-        message = "is required but not set" if item["type"] == "missing" else item["msg"]
+        message = "is required but not set" if item["type"] == "missing" else item["msg"].removeprefix("Value error, ")
         parts.append(f"{name} {message}")
     return "; ".join(parts)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 
 import asyncpg
 
@@ -55,6 +56,11 @@ async def upsert_from_gateway(conn: asyncpg.Connection, currencies: Iterable[Cur
 async def get_currency(conn: asyncpg.Connection, code: str) -> Currency | None:
     row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM currencies WHERE code = $1", code)
     return _from_row(row) if row else None
+
+
+async def last_synced_at(conn: asyncpg.Connection) -> datetime | None:
+    """When the catalogue was last refreshed from the gateway (None: never, the table is empty)."""
+    return await conn.fetchval("SELECT max(synced_at) FROM currencies")
 
 
 async def list_currencies(conn: asyncpg.Connection, *, active_only: bool = False) -> list[Currency]:

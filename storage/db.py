@@ -48,8 +48,8 @@ async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asy
     return pool
 
 
-async def connect(dsn: str) -> asyncpg.Connection:
-    conn = await asyncpg.connect(dsn, server_settings={"application_name": "payments"})
+async def connect(dsn: str, *, connect_timeout: float = 60.0) -> asyncpg.Connection:
+    conn = await asyncpg.connect(dsn, timeout=connect_timeout, server_settings={"application_name": "payments"})
     await _init_connection(conn)
     return conn
 

@@ -24,6 +24,13 @@ def migration_files() -> list[tuple[str, str]]:
     return [(entry.name.removesuffix(".sql"), entry.read_text(encoding="utf-8")) for entry in files]
 
 
+async def pending_migrations(conn: asyncpg.Connection) -> list[str]:
+    """Versions not yet applied to this database, oldest first (every one of them when it was never migrated)."""
+    exists = await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
+    done = {row["version"] for row in await conn.fetch("SELECT version FROM schema_migrations")} if exists else set()
+    return [version for version, _ in migration_files() if version not in done]
+
+
 async def migrate(conn: asyncpg.Connection) -> list[str]:
     """Apply pending migrations; return the versions applied by this call."""
     applied_now: list[str] = []

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
@@ -19,7 +18,7 @@ WORKER_SHUTDOWN_TIMEOUT_MS = 25_000  # platforms kill 30 s after SIGTERM
 
 @click.command()
 def migrate() -> None:
-    """Apply the database migrations not applied yet (the release phase).
+    """Apply the database migrations not applied yet (`payments release` does this first).
 
     Safe to run on every deploy and from several places at once: an advisory lock lets one apply.
 
@@ -27,13 +26,13 @@ def migrate() -> None:
     Example:
       payments migrate
     """
-    from storage.db import connect
+    from entrypoints.startup import open_database
     from storage.migrate import migrate as apply_migrations
 
     config = settings()
 
     async def apply() -> list[str]:
-        conn = await connect(config.database_url.get_secret_value())
+        conn = await open_database(config)
         try:
             return await apply_migrations(conn)
         finally:
@@ -44,6 +43,22 @@ def migrate() -> None:
 
 
 @click.command()
+def release() -> int:
+    """The release phase: apply migrations, then load the currency catalogue from the gateway.
+
+    A failed catalogue sync keeps an existing catalogue (logged); with none at all the release fails,
+    since every deposit would be refused as an unknown currency.
+
+    \b
+    Example:
+      payments release
+    """
+    from entrypoints.release import release as run_release
+
+    return run_release(settings())
+
+
+@click.command()
 def web() -> None:
     """Serve the IPN endpoints, the JSON API, /healthz and /metrics on $PORT.
 
@@ -51,14 +66,14 @@ def web() -> None:
     Example:
       PORT=8000 payments web
     """
-    from entrypoints.web.app import serve
+    from entrypoints.startup import run_web
 
-    serve(settings())
+    run_web(settings())
 
 
 @click.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @click.argument("dramatiq_args", nargs=-1, type=click.UNPROCESSED)
-def worker(dramatiq_args: tuple[str, ...]) -> None:
+def worker(dramatiq_args: tuple[str, ...]) -> int:
     """Run the dramatiq workers over every actor (WORKER_PROCESSES x WORKER_THREADS).
 
     Extra arguments go to the dramatiq CLI, e.g. -Q to consume only some queues. With
@@ -69,11 +84,15 @@ def worker(dramatiq_args: tuple[str, ...]) -> None:
       payments worker
       payments worker -Q poll-status
     """
+    from dramatiq.cli import main as dramatiq_main
+    from dramatiq.cli import make_argument_parser
+
+    from entrypoints.startup import check_services
+
     config = settings()
     config.require("nowpayments_api_key")
-    dramatiq = shutil.which("dramatiq") or os.path.join(os.path.dirname(sys.executable), "dramatiq")
+    check_services(config)
     argv = [
-        dramatiq,
         "workers.worker_main",
         "--processes",
         str(config.worker_processes),
@@ -88,7 +107,10 @@ def worker(dramatiq_args: tuple[str, ...]) -> None:
         "--skip-logging",
         *dramatiq_args,
     ]
-    os.execve(dramatiq, argv, _worker_environment(config))  # noqa: S606 - replaces this process with dramatiq
+    # The dramatiq launcher runs in this process rather than exec'd, so its own log lines go through
+    # our logging setup (one JSON object per line); --skip-logging keeps it from adding a plain one.
+    os.environ.update(_worker_environment(config))
+    return int(dramatiq_main(make_argument_parser().parse_args(argv)) or 0)
 
 
 def _worker_environment(config: Settings) -> dict[str, str]:
@@ -125,11 +147,13 @@ def scheduler() -> None:
       payments scheduler
     """
     from entrypoints.scheduler import run_scheduler
+    from entrypoints.startup import check_services
     from workers.actors import declare_actors
     from workers.broker import build_broker
     from workers.enqueue import ActorEnqueuer
 
     config = settings()
+    check_services(config)
     broker = build_broker(config)
     declare_actors(broker)
     run(run_scheduler(config, ActorEnqueuer(broker)))
@@ -176,4 +200,4 @@ def demo(keep_running: bool) -> int:
     return run_demo(keep_running=keep_running)
 
 
-COMMANDS = (migrate, web, worker, scheduler, simulator, demo)
+COMMANDS = (release, migrate, web, worker, scheduler, simulator, demo)

@@ -228,7 +228,8 @@ def test_worker_with_unreachable_database_exits_non_zero_instead_of_consuming(fa
     assert proc.popen.returncode is not None, f"worker still running after 60 s:\n{proc.output[-3000:]}"
     assert proc.popen.returncode != 0
     assert elapsed < 45, f"a failed boot must stop the process promptly (took {elapsed:.1f}s)"
-    assert "worker_boot_failed" in proc.output
+    # refused with one line before any worker process starts (entrypoints/startup.py)
+    assert proc.output.startswith("unavailable: Postgres unreachable (DATABASE_URL): "), proc.output
     assert "Worker process is ready for action" not in proc.output
     assert proc.live_group() == [], "no worker process may survive the failed boot"
     assert all(length == 0 for length in queues.values()), queues
