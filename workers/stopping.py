@@ -1,0 +1,134 @@
+"""Stopping a worker process the way a platform stops it.
+
+Heroku (and honcho on Ctrl-C) sends SIGTERM to every process of a dyno, sometimes more than once,
+and SIGKILLs whatever is left 30 s later. Under the dramatiq CLI a worker process then gets the
+signal twice (once from the platform, once forwarded by dramatiq's master), and dramatiq's own
+handler treats a second SIGTERM as "exit now": it raises SystemExit in the middle of
+``Worker.stop``, so the event-loop thread and the pool are never closed and the process lingers
+until the platform kills it. ``guard_stop_signals`` passes only the first signal on.
+
+A stop must also be bounded while gateway calls hang: ``begin_stop`` gives the actors in flight a
+grace period, then cancels them. A cancelled actor's message is put back on its queue for another
+worker (not acked, not counted as a retry): every stage is safe to run again from any line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import signal
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, ParamSpec, TypeVar
+
+import structlog
+from dramatiq.middleware import CurrentMessage, SkipMessage
+
+log = structlog.get_logger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+# dramatiq's master waits for its worker processes; the platform kills 30 s after the first SIGTERM.
+IN_FLIGHT_GRACE_SECONDS = 8.0  # actors still running this long after the stop began are cancelled
+HARD_STOP_SECONDS = 22.0  # a worker process still alive this long after the first SIGTERM exits at once
+HARD_STOP_EXIT_CODE = 1
+
+
+class _InFlight:
+    """The actor coroutines running on this process's event loop, and the messages to put back."""
+
+    def __init__(self) -> None:
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.stopping = False
+        self._requeue: set[str] = set()
+        self._lock = threading.Lock()
+
+    def mark_for_requeue(self, message_id: str) -> None:
+        with self._lock:
+            self._requeue.add(message_id)
+
+    def take_requeue(self, message_id: str) -> bool:
+        """True once for a message an interrupted actor gave back (its consumer requeues instead of acking)."""
+        with self._lock:
+            if message_id in self._requeue:
+                self._requeue.discard(message_id)
+                return True
+            return False
+
+
+IN_FLIGHT = _InFlight()
+
+
+def interruptible(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R | None]]:
+    """Wrap an async actor so that a stop can cancel it and its message goes back to the queue."""
+
+    @functools.wraps(fn)
+    async def run(*args: P.args, **kwargs: P.kwargs) -> R | None:
+        task = asyncio.current_task()
+        # dramatiq's event-loop thread runs us in a copy of the worker thread's context: the message is visible here.
+        message = CurrentMessage.get_current_message()
+        if task is not None:
+            IN_FLIGHT.tasks.add(task)
+        try:
+            return await fn(*args, **kwargs)
+        except asyncio.CancelledError:
+            if not IN_FLIGHT.stopping or message is None:
+                raise
+            IN_FLIGHT.mark_for_requeue(message.message_id)
+            log.warning(
+                "message_requeued_at_shutdown",
+                queue=message.queue_name,
+                actor=message.actor_name,
+                message_id=message.message_id,
+            )
+            raise SkipMessage("interrupted by shutdown; requeued") from None
+        finally:
+            if task is not None:
+                IN_FLIGHT.tasks.discard(task)
+
+    return run
+
+
+def begin_stop(loop: asyncio.AbstractEventLoop, grace_seconds: float = IN_FLIGHT_GRACE_SECONDS) -> None:
+    """From any thread: let the actors in flight finish for ``grace_seconds``, then cancel the rest."""
+    IN_FLIGHT.stopping = True
+
+    async def cancel_after_grace() -> None:
+        running = set(IN_FLIGHT.tasks)
+        if running:
+            log.info("worker_stopping", in_flight=len(running), grace_seconds=grace_seconds)
+            _, pending = await asyncio.wait(running, timeout=grace_seconds)
+            for task in pending:
+                task.cancel()
+            if pending:
+                log.warning("worker_stop_cancelled_in_flight", cancelled=len(pending))
+
+    loop.call_soon_threadsafe(lambda: loop.create_task(cancel_after_grace()))
+
+
+def guard_stop_signals(hard_stop_seconds: float = HARD_STOP_SECONDS) -> None:
+    """In a dramatiq worker process: pass the first SIGTERM/SIGHUP to dramatiq's handler, ignore repeats,
+    and exit for good if the stop overruns (the platform would SIGKILL us a few seconds later anyway)."""
+    stop_began = threading.Event()
+    originals = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGHUP)}
+
+    def hard_stop() -> None:
+        time.sleep(hard_stop_seconds)
+        log.critical("worker_stop_overran", seconds=hard_stop_seconds)
+        os._exit(HARD_STOP_EXIT_CODE)
+
+    def on_signal(signum: int, frame: Any) -> None:
+        if stop_began.is_set():
+            log.info("stop_signal_repeated", signal=signal.Signals(signum).name)
+            return
+        stop_began.set()
+        threading.Thread(target=hard_stop, name="hard-stop", daemon=True).start()
+        original = originals[signal.Signals(signum)]
+        if callable(original):
+            original(signum, frame)
+
+    for sig in originals:
+        signal.signal(sig, on_signal)
