@@ -15,6 +15,7 @@ from entrypoints.web.http import MAX_BODY, RUNTIME, WebRuntime
 from entrypoints.web.middleware import answer_errors, require_api_token
 from entrypoints.web.readiness import readiness_checks
 from entrypoints.web.routes import add_routes
+from entrypoints.web.stopping import stop_once_on_signals
 from services.context import StageContext, gateway_from_settings
 from settings import Settings
 from storage.db import create_pool
@@ -65,6 +66,7 @@ def create_process_app(settings: Settings) -> web.Application:
             broker.close()
 
     app.cleanup_ctx.append(resources)
+    app.on_startup.append(stop_once_on_signals)
     return app
 
 

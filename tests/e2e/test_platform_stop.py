@@ -189,6 +189,7 @@ def test_each_process_group_stops_within_25s_while_the_gateway_hangs_and_the_dep
     for name, proc in first.items():
         assert name in stop_seconds, f"{name} still running {STOP_BOUND + 5}s after SIGTERM:\n{proc.output[-3000:]}"
         assert stop_seconds[name] < STOP_BOUND, (name, stop_seconds)
+        assert proc.popen.wait(5) == 0, f"{name} exited {proc.popen.returncode}:\n{proc.output[-3000:]}"
     assert "message_requeued_at_shutdown" in first["worker"].output, first["worker"].output[-3000:]
     assert "worker_stop_overran" not in first["worker"].output
 
