@@ -112,7 +112,9 @@ def begin_stop(loop: asyncio.AbstractEventLoop, grace_seconds: float = IN_FLIGHT
 def guard_stop_signals(hard_stop_seconds: float = HARD_STOP_SECONDS) -> None:
     """In a dramatiq worker process: pass the first SIGTERM/SIGHUP to dramatiq's handler, ignore repeats,
     and exit for good if the stop overruns (the platform would SIGKILL us a few seconds later anyway)."""
-    stop_began = threading.Event()
+    # One token, taken by the first signal. list.pop is one C call: a handler interrupted by the next signal
+    # (Python runs handlers between bytecodes, so they can nest) cannot let both through, as an Event could.
+    first_signal = [True]
     originals = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGHUP)}
 
     def hard_stop() -> None:
@@ -121,10 +123,11 @@ def guard_stop_signals(hard_stop_seconds: float = HARD_STOP_SECONDS) -> None:
         os._exit(HARD_STOP_EXIT_CODE)
 
     def on_signal(signum: int, frame: Any) -> None:
-        if stop_began.is_set():
+        try:
+            first_signal.pop()
+        except IndexError:
             log.info("stop_signal_repeated", signal=signal.Signals(signum).name)
             return
-        stop_began.set()
         threading.Thread(target=hard_stop, name="hard-stop", daemon=True).start()
         original = originals[signal.Signals(signum)]
         if callable(original):

@@ -23,8 +23,13 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 async def stop_once_on_signals(_: web.Application) -> None:
     """on_startup hook: replace aiohttp's SIGTERM/SIGINT handlers by one that acts on the first signal only."""
     loop = asyncio.get_running_loop()
+    stopping = False
 
     def first(name: str) -> None:
+        nonlocal stopping
+        if stopping:  # two signals read in one loop turn schedule this twice
+            return
+        stopping = True
         for sig in STOP_SIGNALS:
             loop.remove_signal_handler(sig)  # so that nobody restores the default (fatal) action later
             signal.signal(sig, signal.SIG_IGN)
