@@ -30,7 +30,8 @@ import redis
 from gateway.simulator import SimulatorServer
 from tests.conftest import RABBITMQ_URL, REDIS_URL, delete_rabbitmq_queues
 from tests.e2e.conftest import SIM_API_KEY, SIM_IPN_SECRET
-from tests.e2e.procs import Launcher, Proc, free_port, http_get, minimal_env, wait_until
+from tests.e2e.procs import Launcher, Proc, http_get, minimal_env, wait_until
+from tests.ports import free_port
 
 API_TOKEN = "platform-stop-api-token"
 STOP_BOUND = 25.0  # the platform kills at 30 s; we want margin

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from tests.e2e.conftest import SIM_IPN_SECRET
-from tests.e2e.procs import Launcher, free_port, http_get, minimal_env, wait_until
+from tests.e2e.procs import Launcher, http_get, minimal_env, wait_until
+from tests.ports import free_port
 
 API_TOKEN = "readyz-api-token"
 
