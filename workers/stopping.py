@@ -19,7 +19,6 @@ import functools
 import os
 import signal
 import threading
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar
 
@@ -33,8 +32,7 @@ R = TypeVar("R")
 
 # dramatiq's master waits for its worker processes; the platform kills 30 s after the first SIGTERM.
 IN_FLIGHT_GRACE_SECONDS = 8.0  # actors still running this long after the stop began are cancelled
-HARD_STOP_SECONDS = 22.0  # a worker process still alive this long after the first SIGTERM exits at once
-HARD_STOP_EXIT_CODE = 1
+HARD_STOP_SECONDS = 22  # a worker process still alive this long after the first SIGTERM is ended (SIGALRM)
 
 
 class _InFlight:
@@ -109,26 +107,27 @@ def begin_stop(loop: asyncio.AbstractEventLoop, grace_seconds: float = IN_FLIGHT
     loop.call_soon_threadsafe(lambda: loop.create_task(cancel_after_grace()))
 
 
-def guard_stop_signals(hard_stop_seconds: float = HARD_STOP_SECONDS) -> None:
+def guard_stop_signals(hard_stop_seconds: int = HARD_STOP_SECONDS) -> None:
     """In a dramatiq worker process: pass the first SIGTERM/SIGHUP to dramatiq's handler, ignore repeats,
-    and exit for good if the stop overruns (the platform would SIGKILL us a few seconds later anyway)."""
-    # One token, taken by the first signal. list.pop is one C call: a handler interrupted by the next signal
-    # (Python runs handlers between bytecodes, so they can nest) cannot let both through, as an Event could.
+    and have the kernel end the process if the stop overruns (the platform would SIGKILL it soon anyway).
+
+    The handler takes no lock: Python runs signal handlers between bytecodes of the main thread, so a
+    repeat can land while the main thread (or the first handler) holds a logging lock, and a handler that
+    logged through structlog would then wait on that lock forever. Repeats are written to stderr directly,
+    and the deadline is SIGALRM with its default action (nothing in this process uses SIGALRM).
+    """
+    # One token, taken by the first signal. list.pop is one C call: nested handlers cannot both take it.
     first_signal = [True]
     originals = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGHUP)}
-
-    def hard_stop() -> None:
-        time.sleep(hard_stop_seconds)
-        log.critical("worker_stop_overran", seconds=hard_stop_seconds)
-        os._exit(HARD_STOP_EXIT_CODE)
 
     def on_signal(signum: int, frame: Any) -> None:
         try:
             first_signal.pop()
         except IndexError:
-            log.info("stop_signal_repeated", signal=signal.Signals(signum).name)
+            os.write(2, b'{"event": "stop_signal_repeated", "level": "info"}\n')
             return
-        threading.Thread(target=hard_stop, name="hard-stop", daemon=True).start()
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+        signal.alarm(hard_stop_seconds)
         original = originals[signal.Signals(signum)]
         if callable(original):
             original(signum, frame)

