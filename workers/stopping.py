@@ -129,8 +129,18 @@ def guard_stop_signals(hard_stop_seconds: int = HARD_STOP_SECONDS) -> None:
         signal.signal(signal.SIGALRM, signal.SIG_DFL)
         signal.alarm(hard_stop_seconds)
         original = originals[signal.Signals(signum)]
-        if callable(original):
+        if callable(original) and not _dramatiq_already_stopping(original):
             original(signum, frame)
 
     for sig in originals:
         signal.signal(sig, on_signal)
+
+
+def _dramatiq_already_stopping(handler: Any) -> bool:
+    """Whether dramatiq's worker-process handler already took a signal (one that came during boot, before
+    this guard was installed): calling it again would be its "second signal, exit now". dramatiq 2.2.1
+    keeps that state in the handler's closure variable ``running``."""
+    code = getattr(handler, "__code__", None)
+    cells = dict(zip(code.co_freevars, handler.__closure__ or (), strict=True)) if code else {}
+    cell = cells.get("running")
+    return cell is not None and cell.cell_contents is False

@@ -66,7 +66,13 @@ def _signal_all(procs: list[Proc], how: str, started: float, stop_seconds: dict[
 
 def _start_all(launcher: Launcher, env: dict[str, str], round_: str) -> dict[str, Proc]:
     procs = {name: launcher.start(name, env=env, name=f"{name}-{round_}") for name in PROCESSES}
-    procs["worker"].wait_for_output("Worker process is ready for action", timeout=40)
+    worker = procs["worker"]
+    worker.wait_for_output("Worker process is ready for action", timeout=40)
+    wait_until(  # every worker process, not only the first (a signal during boot is another story)
+        lambda: worker.output.count("Worker process is ready for action") == int(env["WORKER_PROCESSES"]),
+        timeout=40,
+        what="both worker processes ready",
+    )
     procs["scheduler"].wait_for_output("scheduler_started", timeout=30)
     base = f"http://127.0.0.1:{env['PORT']}"
 
