@@ -53,6 +53,10 @@ class ShapeCheckingEncoder(dramatiq.JSONEncoder):
     down the dead-letter path for undecodable bodies at once, with the reason.
     """
 
+    def __init__(self, *, require_redis_id: bool = True) -> None:
+        super().__init__()
+        self.require_redis_id = require_redis_id  # Redis finds a message by that id; RabbitMQ has none
+
     def decode(self, data: bytes) -> dict[str, Any]:
         fields = super().decode(data)
         if not isinstance(fields, dict):
@@ -62,7 +66,7 @@ class ShapeCheckingEncoder(dramatiq.JSONEncoder):
             if not isinstance(value, kind) or isinstance(value, bool):
                 got = "nothing" if name not in fields else type(value).__name__
                 raise MalformedMessage(f"{name} must be {described}, got {got}", fields.get("message_id"))
-        if not isinstance(fields["options"].get("redis_message_id"), str):
+        if self.require_redis_id and not isinstance(fields["options"].get("redis_message_id"), str):
             raise MalformedMessage("options.redis_message_id must be a string", fields.get("message_id"))
         return fields
 
@@ -171,7 +175,7 @@ def build_broker(
     defaults to ``BROKER_NAMESPACE``. ``metrics`` adds dramatiq's Prometheus middleware (message counts,
     durations and failures by actor), served by the worker CLI on ``WORKER_METRICS_PORT``.
     """
-    dramatiq.set_encoder(ShapeCheckingEncoder())
+    dramatiq.set_encoder(ShapeCheckingEncoder(require_redis_id=not settings.uses_rabbitmq))
     namespace = namespace or settings.broker_namespace
     broker: dramatiq.Broker
     if settings.uses_rabbitmq:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from entrypoints.logs import configure_logging
 from settings import load_settings
 from workers.actors import declare_actors
-from workers.broker import PaymentsRedisBroker, build_broker
+from workers.broker import build_broker
 from workers.runtime import StageRuntime
 from workers.settle_group import install_group_settlement
 from workers.stopping import guard_stop_signals
@@ -19,6 +19,5 @@ settings = load_settings()
 configure_logging(settings)
 broker = build_broker(settings, runtime=StageRuntime(settings), metrics=settings.worker_metrics_port is not None)
 actors = declare_actors(broker)
-if isinstance(broker, PaymentsRedisBroker):  # group settlement reads Redis directly
-    install_group_settlement(broker, settings)
+install_group_settlement(broker, settings)
 guard_stop_signals()
