@@ -81,9 +81,18 @@ async def run_scheduler(settings: Settings, enqueue: Enqueuer, *, stop: asyncio.
     """Tick until ``stop`` is set (SIGTERM/SIGINT set it when run as a process)."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def on_stop_signal() -> None:
+        # Platforms may signal again; ignore later signals until we exit (else one arriving after the loop
+        # closed would find the default action back and kill the process mid-exit).
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+            signal.signal(sig, signal.SIG_IGN)
+        stop.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
         try:
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_stop_signal)
         except (NotImplementedError, RuntimeError):  # not the main thread (tests)
             break
     pool = await create_pool(settings.database_url.get_secret_value(), min_size=1, max_size=2)

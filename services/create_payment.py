@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import structlog
@@ -55,7 +56,9 @@ async def create_payment(ctx: StageContext, request: CreatePaymentRequest) -> Pa
         )
     except GatewayRejected as exc:
         return await _record_rejection(ctx, payment, exc)
-    except (GatewayTransientError, GatewayProtocolError):
+    except (GatewayTransientError, GatewayProtocolError, asyncio.CancelledError):
+        # Cancelled = a worker stopping with the call in flight: as ambiguous as a timeout, and its message
+        # is requeued for another worker, which should not have to wait for the lease to run out.
         async with transaction(ctx.pool) as conn:
             await payments.release_creation_claim(conn, payment.id)
         raise

@@ -30,6 +30,7 @@ WEBHOOK_SECRET_BYTES = (24, 64)  # Standard Webhooks: a random key of 192 to 512
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 DATABASE_SCHEMES = ("postgres", "postgresql")
 REDIS_SCHEMES = ("redis", "rediss", "unix")
+BROKER_SCHEMES = ("amqp://", "amqps://", "redis://", "rediss://", "unix://")
 
 PositiveDecimal = Annotated[Decimal, Field(gt=0, max_digits=20, decimal_places=2)]
 
@@ -39,9 +40,11 @@ class Settings(BaseSettings):
 
     # Platform
     database_url: SecretStr
-    redis_url: SecretStr
-    # Prefix of every Redis key the broker writes (queues, dead letters): lets several deployments or test
-    # runs share one Redis without seeing each other's messages.
+    redis_url: SecretStr | None = None
+    # The message broker: `amqp://…` runs the pipeline on RabbitMQ; unset, REDIS_URL is the broker.
+    broker_url: SecretStr | None = None
+    # Keeps this deployment's messages apart from others on the same broker: the Redis key prefix,
+    # or on RabbitMQ a prefix of the queue names (none for the default).
     broker_namespace: str = Field(default="dramatiq", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     port: int = Field(default=8000, ge=1, le=65535)
     web_receive_timeout: float = Field(default=10.0, gt=0, le=300)
@@ -155,9 +158,30 @@ class Settings(BaseSettings):
 
     @field_validator("redis_url")
     @classmethod
-    def _redis_url_shape(cls, value: SecretStr) -> SecretStr:
-        _check_url(value.get_secret_value(), REDIS_SCHEMES)
+    def _redis_url_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            _check_url(value.get_secret_value(), REDIS_SCHEMES)
         return value
+
+
+    @model_validator(mode="after")
+    def _a_broker_is_named(self) -> Settings:
+        if self.redis_url is None and self.broker_url is None:
+            raise ValueError("REDIS_URL is required but not set (or set BROKER_URL to amqp://… for RabbitMQ)")
+        if self.broker_url is not None and not self.broker_url.get_secret_value().startswith(BROKER_SCHEMES):
+            raise ValueError("BROKER_URL must start with " + ", ".join(BROKER_SCHEMES))
+        return self
+
+    @property
+    def broker_dsn(self) -> str:
+        """Where messages go: BROKER_URL when set, else REDIS_URL (a secret: never log it)."""
+        chosen = self.broker_url or self.redis_url
+        assert chosen is not None  # checked at load
+        return chosen.get_secret_value()
+
+    @property
+    def uses_rabbitmq(self) -> bool:
+        return self.broker_dsn.startswith(("amqp://", "amqps://"))
 
     @field_validator("public_base_url", "nowpayments_base_url", "notify_webhook_url")
     @classmethod
@@ -243,7 +267,10 @@ def describe_validation_error(error: ValidationError) -> str:
     """One line naming each bad variable and what is wrong, without echoing any value."""
     parts = []
     for item in error.errors(include_input=False, include_url=False):
-        name = "_".join(str(piece) for piece in item["loc"]).upper() or "settings"
+        if not item["loc"]:  # a rule across settings: its message names them
+            parts.append(str(item["msg"]).removeprefix("Value error, "))
+            continue
+        name = "_".join(str(piece) for piece in item["loc"]).upper()
         message = "is required but not set" if item["type"] == "missing" else item["msg"].removeprefix("Value error, ")
         parts.append(f"{name} {message}")
     return "; ".join(parts)

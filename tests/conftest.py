@@ -80,3 +80,31 @@ def redis_namespace() -> Iterator[str]:
     if keys:
         client.delete(*keys)
     client.close()
+
+
+RABBITMQ_URL = os.environ.get("TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
+PIPELINE_QUEUES = ("create-payment", "poll-status", "settle-deposit", "process-withdrawal")
+
+
+def delete_rabbitmq_queues(namespace: str) -> None:
+    """Delete the queues a test made under its namespace (`<namespace>.<queue>` and its .DQ/.XQ), nothing else."""
+    import pika
+
+    connection = pika.BlockingConnection(pika.URLParameters(RABBITMQ_URL))
+    try:
+        channel = connection.channel()
+        for queue in PIPELINE_QUEUES:
+            for suffix in ("", ".DQ", ".XQ"):
+                channel.queue_delete(f"{namespace}.{queue}{suffix}")
+    finally:
+        connection.close()
+
+
+@pytest.fixture(params=["redis", "rabbitmq"])
+def broker_overrides(request: pytest.FixtureRequest, redis_namespace: str) -> Iterator[dict[str, str]]:
+    """Settings that put a Stack on Redis or on RabbitMQ, under the test's own namespace either way."""
+    if request.param == "redis":
+        yield {}
+        return
+    yield {"broker_url": RABBITMQ_URL}
+    delete_rabbitmq_queues(redis_namespace)

@@ -13,7 +13,6 @@ from typing import Any
 
 import dramatiq
 import structlog
-from dramatiq.brokers.redis import RedisBroker
 
 from domain.errors import InvalidRequest, InvalidTransition
 from domain.rejections import RequestKind
@@ -27,7 +26,9 @@ from services.process_withdrawal import process_withdrawal as process_withdrawal
 from services.rejections import record_refusal
 from services.request_withdrawal import request_withdrawal as request_withdrawal_stage
 from services.settle_deposit import settle_deposit as settle_deposit_stage
+from workers.broker import queue_name
 from workers.runtime import current_context
+from workers.stopping import interruptible
 
 log = structlog.get_logger(__name__)
 
@@ -80,7 +81,7 @@ async def refusal_recorded(
         raise
 
 
-def declare_actors(broker: RedisBroker) -> PipelineActors:
+def declare_actors(broker: dramatiq.Broker) -> PipelineActors:
     """Register every actor on ``broker`` (once per broker)."""
 
     async def create_payment(*args: Any, **kwargs: Any) -> None:
@@ -118,7 +119,12 @@ def declare_actors(broker: RedisBroker) -> PipelineActors:
 
     def declare(fn: Any, queue: str) -> dramatiq.Actor:
         return dramatiq.actor(
-            fn, broker=broker, actor_name=fn.__name__, queue_name=queue, time_limit=_TIME_LIMIT_MS, **_RETRY
+            interruptible(fn),
+            broker=broker,
+            actor_name=fn.__name__,
+            queue_name=queue_name(broker, queue),
+            time_limit=_TIME_LIMIT_MS,
+            **_RETRY,
         )
 
     return PipelineActors(

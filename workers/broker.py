@@ -1,4 +1,4 @@
-"""The dramatiq broker on Redis, with the middleware every worker process needs."""
+"""The dramatiq broker (Redis by default, RabbitMQ for `amqp://`), with the middleware every worker needs."""
 
 from __future__ import annotations
 
@@ -6,13 +6,15 @@ from collections.abc import Callable
 from typing import Any
 
 import dramatiq
+import redis
 import structlog
 from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
-from dramatiq.errors import DecodeError
-from dramatiq.middleware import Middleware
+from dramatiq.errors import ConnectionClosed, DecodeError
+from dramatiq.middleware import CurrentMessage, Middleware
 
 from settings import Settings
 from workers.runtime import StageRuntime
+from workers.stopping import IN_FLIGHT
 
 log = structlog.get_logger(__name__)
 
@@ -51,6 +53,10 @@ class ShapeCheckingEncoder(dramatiq.JSONEncoder):
     down the dead-letter path for undecodable bodies at once, with the reason.
     """
 
+    def __init__(self, *, require_redis_id: bool = True) -> None:
+        super().__init__()
+        self.require_redis_id = require_redis_id  # Redis finds a message by that id; RabbitMQ has none
+
     def decode(self, data: bytes) -> dict[str, Any]:
         fields = super().decode(data)
         if not isinstance(fields, dict):
@@ -60,7 +66,7 @@ class ShapeCheckingEncoder(dramatiq.JSONEncoder):
             if not isinstance(value, kind) or isinstance(value, bool):
                 got = "nothing" if name not in fields else type(value).__name__
                 raise MalformedMessage(f"{name} must be {described}, got {got}", fields.get("message_id"))
-        if not isinstance(fields["options"].get("redis_message_id"), str):
+        if self.require_redis_id and not isinstance(fields["options"].get("redis_message_id"), str):
             raise MalformedMessage("options.redis_message_id must be a string", fields.get("message_id"))
         return fields
 
@@ -88,6 +94,18 @@ class _DeadLetteringConsumer(_RedisConsumer):
     Stock dramatiq lets the DecodeError escape, which drops the consumer together with the
     messages it had prefetched (stranded until the process dies) and never removes the bad body.
     """
+
+    def ack(self, message: Any) -> None:
+        """Acks, except a message whose actor a shutdown interrupted: that one goes back on its queue."""
+        if not IN_FLIGHT.take_requeue(message.message_id):
+            super().ack(message)
+            return
+        try:
+            self.requeue([message])
+        except redis.ConnectionError as exc:
+            raise ConnectionClosed(exc) from None
+        finally:
+            self.queued_message_ids.discard(message.message_id)
 
     def __next__(self) -> Any:
         while True:
@@ -133,6 +151,15 @@ class PaymentsRedisBroker(RedisBroker):
             return super().consume(queue_name, prefetch, timeout)
         return factory(self, queue_name, prefetch, timeout)
 
+    def ping(self) -> None:
+        """Raises unless Redis answers."""
+        self.client.ping()
+
+
+def queue_name(broker: dramatiq.Broker, queue: str) -> str:
+    """The broker's name for one of our queues (RabbitMQ prefixes a non-default namespace)."""
+    return f"{getattr(broker, 'queue_prefix', '')}{queue}"
+
 
 def build_broker(
     settings: Settings,
@@ -140,19 +167,26 @@ def build_broker(
     namespace: str | None = None,
     runtime: StageRuntime | None = None,
     metrics: bool = False,
-) -> PaymentsRedisBroker:
-    """A Redis broker with our runtime (event loop, pool, gateway client) and dead-letter logging.
+) -> dramatiq.Broker:
+    """The broker named by the settings (Redis, or RabbitMQ for `amqp://`), with our runtime (event loop,
+    pool, gateway client) and dead-letter logging.
 
-    ``runtime=None`` builds a broker for senders only (the web process, the scheduler). ``namespace``
+    ``runtime=None`` builds a broker for senders only (the web process, the scheduler, the CLI). ``namespace``
     defaults to ``BROKER_NAMESPACE``. ``metrics`` adds dramatiq's Prometheus middleware (message counts,
     durations and failures by actor), served by the worker CLI on ``WORKER_METRICS_PORT``.
     """
-    dramatiq.set_encoder(ShapeCheckingEncoder())
-    broker = PaymentsRedisBroker(
-        url=settings.redis_url.get_secret_value(),
-        namespace=namespace or settings.broker_namespace,
-        maintenance_chance=MAINTENANCE_CHANCE,
-    )
+    dramatiq.set_encoder(ShapeCheckingEncoder(require_redis_id=not settings.uses_rabbitmq))
+    namespace = namespace or settings.broker_namespace
+    broker: dramatiq.Broker
+    if settings.uses_rabbitmq:
+        from workers.rabbitmq import PaymentsRabbitmqBroker
+
+        broker = PaymentsRabbitmqBroker(url=settings.broker_dsn, namespace=namespace)
+    else:
+        broker = PaymentsRedisBroker(
+            url=settings.broker_dsn, namespace=namespace, maintenance_chance=MAINTENANCE_CHANCE
+        )
+    broker.add_middleware(CurrentMessage())
     if runtime is not None:
         broker.add_middleware(runtime)
     broker.add_middleware(DeadLetterLog())

@@ -17,6 +17,7 @@ from services.context import StageContext, gateway_from_settings
 from settings import Settings
 from storage.db import create_pool
 from workers.enqueue import ActorEnqueuer
+from workers.stopping import begin_stop
 
 log = structlog.get_logger(__name__)
 
@@ -48,6 +49,11 @@ class StageRuntime(AsyncIO):
             if self.exit_on_boot_failure:
                 os._exit(BOOT_FAILURE_EXIT_CODE)
             raise
+
+    def before_worker_shutdown(self, broker, worker):  # type: ignore[no-untyped-def]
+        thread = get_event_loop_thread()
+        if thread is not None:
+            begin_stop(thread.loop)
 
     def after_worker_shutdown(self, broker, worker):  # type: ignore[no-untyped-def]
         thread = get_event_loop_thread()

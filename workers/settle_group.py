@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import dramatiq
 import redis
 import structlog
 from dramatiq import Message
@@ -151,9 +152,12 @@ class GroupSettlingConsumer(_DeadLetteringConsumer):
         super().close()
 
 
-def install_group_settlement(broker: PaymentsRedisBroker, settings: Settings) -> None:
-    """Consume settle-deposit in groups of ``PAYMENTS_SETTLE_GROUP`` (1 keeps one message at a time)."""
-    if settings.payments_settle_group <= 1:
+def install_group_settlement(broker: dramatiq.Broker, settings: Settings) -> None:
+    """Consume settle-deposit in groups of ``PAYMENTS_SETTLE_GROUP`` (1 keeps one message at a time).
+
+    Redis only: the group consumer fetches and acks through Redis itself. On RabbitMQ settle-deposit
+    messages are settled one at a time by the ordinary consumer."""
+    if settings.payments_settle_group <= 1 or not isinstance(broker, PaymentsRedisBroker):
         return
 
     def consumer(broker: PaymentsRedisBroker, queue_name: str, prefetch: int, timeout: int) -> GroupSettlingConsumer:

@@ -1,7 +1,8 @@
 """Module the dramatiq CLI loads in each worker process: `dramatiq workers.worker_main`.
 
-Reads the environment, builds the Redis broker with the worker runtime, declares the actors and
-consumes the settle-deposit queue in groups.
+Reads the environment, builds the broker (Redis or RabbitMQ) with the worker runtime, declares the
+actors, consumes the settle-deposit queue in groups (on Redis), and makes repeated stop signals
+harmless (workers/stopping.py).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from workers.broker import build_broker
 from workers.notification_actors import declare_notification_actors
 from workers.runtime import StageRuntime
 from workers.settle_group import install_group_settlement
+from workers.stopping import guard_stop_signals
 
 settings = load_settings()
 configure_logging(settings)
@@ -20,3 +22,4 @@ broker = build_broker(settings, runtime=StageRuntime(settings), metrics=settings
 actors = declare_actors(broker)
 install_group_settlement(broker, settings)
 notification_actor = declare_notification_actors(broker)
+guard_stop_signals()

@@ -35,7 +35,9 @@ def dlq() -> None:
 @contextmanager
 def _dead_letters(queue: str) -> Iterator[DeadLetters]:
     config = settings()
-    client = redis.Redis.from_url(config.redis_url.get_secret_value())
+    if config.uses_rabbitmq:  # RabbitMQ keeps dead letters in <queue>.XQ queues: use its own tools there
+        raise click.UsageError("`payments dlq` reads Redis dead letters; BROKER_URL points at RabbitMQ")
+    client = redis.Redis.from_url(config.broker_dsn)
     try:
         yield DeadLetters(client, config.broker_namespace, queue)
     finally:

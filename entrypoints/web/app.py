@@ -13,7 +13,9 @@ from aiohttp import web
 
 from entrypoints.web.http import MAX_BODY, RUNTIME, WebRuntime
 from entrypoints.web.middleware import answer_errors, require_api_token
+from entrypoints.web.readiness import readiness_checks
 from entrypoints.web.routes import add_routes
+from entrypoints.web.stopping import stop_once_on_signals
 from services.context import StageContext, gateway_from_settings
 from settings import Settings
 from storage.db import create_pool
@@ -50,10 +52,12 @@ def create_process_app(settings: Settings) -> web.Application:
             async with pool.acquire() as conn:
                 await conn.fetchval("SELECT 1")
 
-        async def redis() -> None:
-            await asyncio.to_thread(broker.client.ping)
+        async def broker_answers() -> None:
+            await asyncio.to_thread(broker.ping)  # type: ignore[attr-defined]
 
-        runtime.health_checks[:] = [("postgres", database), ("redis", redis)]
+        broker_kind = "rabbitmq" if settings.uses_rabbitmq else "redis"
+        runtime.health_checks[:] = [("postgres", database), (broker_kind, broker_answers)]
+        runtime.ready_checks[:] = readiness_checks(pool, broker)
         try:
             yield
         finally:
@@ -62,6 +66,7 @@ def create_process_app(settings: Settings) -> web.Application:
             broker.close()
 
     app.cleanup_ctx.append(resources)
+    app.on_startup.append(stop_once_on_signals)
     return app
 
 
@@ -71,7 +76,7 @@ def serve(settings: Settings) -> None:
         create_process_app(settings),
         host="0.0.0.0",  # noqa: S104 - the platform routes $PORT to us; it must listen on all interfaces
         port=settings.port,
-        shutdown_timeout=20,
+        shutdown_timeout=10,  # in-flight requests get 10 s; the platform kills 30 s after SIGTERM
         print=None,
         access_log=None,
     )

@@ -26,6 +26,7 @@ class WebRuntime:
     ctx: StageContext | None = None
     health_checks: list[tuple[str, Callable[[], Awaitable[Any]]]] = field(default_factory=list)
     ipn_rejection_log: LogBudget = field(default_factory=LogBudget)
+    ready_checks: list[tuple[str, Callable[[], Awaitable[Any]]]] = field(default_factory=list)  # /readyz
 
 
 MAX_BODY = 256 * 1024

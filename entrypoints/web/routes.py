@@ -15,7 +15,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from domain.errors import InvalidRequest, InvalidTransition
-from entrypoints.web import deposits, events, health, ipn, operator, payments, users, withdrawals
+from entrypoints.web import deposits, events, health, ipn, operator, payments, readiness, users, withdrawals
 from entrypoints.web.queries import (
     EventsQuery,
     PageQuery,
@@ -128,6 +128,8 @@ ROUTES: tuple[Route, ...] = (
           PayoutIpnAccepted, errors=(*_IPN_ERRORS, UnknownPayout, InvalidTransition)),
     Route("GET", "/healthz", health.healthz, "Postgres and Redis answer", "operations", Auth.NONE, HealthyAnswer,
           other_answers={503: Unhealthy}, uses_database=False),
+    Route("GET", "/readyz", readiness.readyz, "Postgres and the broker answer, migrations applied", "operations",
+          Auth.NONE, readiness.Ready, other_answers={503: readiness.NotReady}, uses_database=False),
     Route("GET", "/metrics", health.metrics, "Prometheus metrics", "operations", Auth.NONE, _PROMETHEUS),
     Route("GET", "/openapi.json", _openapi, "This description of the API (OpenAPI 3.1)", "operations", Auth.NONE,
           _DOCUMENT, uses_database=False),

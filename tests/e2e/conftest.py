@@ -1,4 +1,4 @@
-"""Fixtures for process-level tests: a launcher that never leaks processes, the simulator, owned Redis dbs."""
+"""Fixtures for process-level tests: a launcher that never leaks processes, the simulator, a private broker."""
 
 from __future__ import annotations
 
@@ -7,10 +7,9 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-import redis
 
 from gateway.simulator import SimulatorConfig, SimulatorServer
-from tests.conftest import _admin, _dsn_for
+from tests.conftest import REDIS_URL, _admin, _dsn_for
 from tests.e2e.procs import Launcher
 
 SIM_API_KEY = "sim-api-key-for-process-tests"
@@ -45,22 +44,8 @@ def empty_database_url() -> Iterator[str]:
     asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-def _owned_redis_db(db: int) -> Iterator[str]:
-    url = f"redis://127.0.0.1:6379/{db}"
-    client = redis.Redis.from_url(url)
-    client.flushdb()
-    yield url
-    client.flushdb()
-    client.close()
-
-
 @pytest.fixture
-def redis_db14() -> Iterator[str]:
-    """Redis db 14, owned by the process tests (real processes use the fixed "dramatiq" namespace)."""
-    yield from _owned_redis_db(14)
-
-
-@pytest.fixture
-def redis_db13() -> Iterator[str]:
-    """Redis db 13, owned by the demo test."""
-    yield from _owned_redis_db(13)
+def broker_env(redis_namespace: str) -> dict[str, str]:
+    """Environment for processes that use the broker: the shared Redis, under this test's own namespace
+    (its keys are deleted afterwards; nothing else on that Redis is touched)."""
+    return {"REDIS_URL": REDIS_URL, "BROKER_NAMESPACE": redis_namespace}

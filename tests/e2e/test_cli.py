@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+import uuid
 from collections.abc import Iterator
 from decimal import Decimal
 
@@ -191,16 +192,17 @@ def test_web_with_empty_api_token_refuses_to_start(launcher, database_url):
 
 @pytest.fixture(scope="module")
 def failed_worker_boot(tmp_path_factory) -> Iterator[tuple[Proc, float, dict[str, int]]]:
-    """`payments worker` whose Postgres is unreachable, run once (it takes ~30 s) for the tests below."""
+    """`payments worker` whose Postgres is unreachable, run once for the tests below, in a broker
+    namespace of its own (its keys are deleted afterwards)."""
     import redis
 
-    url = "redis://127.0.0.1:6379/14"
-    client = redis.Redis.from_url(url)
-    client.flushdb()
+    namespace = f"test-{uuid.uuid4().hex[:10]}"
+    client = redis.Redis.from_url(REDIS_DB0)
     launcher = Launcher(tmp_path_factory.mktemp("failed-worker"))
     env = minimal_env(
         DATABASE_URL=UNREACHABLE_DB,
-        REDIS_URL=url,
+        REDIS_URL=REDIS_DB0,
+        BROKER_NAMESPACE=namespace,
         NOWPAYMENTS_API_KEY=SECRET_API_KEY,
         WORKER_PROCESSES="1",
         WORKER_THREADS="2",
@@ -214,12 +216,14 @@ def failed_worker_boot(tmp_path_factory) -> Iterator[tuple[Proc, float, dict[str
             pass
         elapsed = time.monotonic() - started
         queues = {
-            key.decode(): client.llen(key) for key in client.scan_iter("dramatiq:*") if client.type(key) == b"list"
+            key.decode(): client.llen(key) for key in client.scan_iter(f"{namespace}:*") if client.type(key) == b"list"
         }
         yield proc, elapsed, queues
     finally:
         launcher.cleanup()
-        client.flushdb()
+        keys = list(client.scan_iter(f"{namespace}:*"))
+        if keys:
+            client.delete(*keys)
         client.close()
 
 
@@ -250,11 +254,11 @@ def _sync_currencies(launcher: Launcher, env: dict[str, str]) -> Proc:
 
 
 def test_worker_boots_and_every_process_stops_within_30s_of_sigterm(
-    launcher, database_url, simulator: SimulatorServer, redis_db14
+    launcher, database_url, simulator: SimulatorServer, broker_env
 ):
     env = minimal_env(
         DATABASE_URL=database_url,
-        REDIS_URL=redis_db14,
+        **broker_env,
         NOWPAYMENTS_API_KEY=SIM_API_KEY,
         NOWPAYMENTS_IPN_SECRET=SIM_IPN_SECRET,
         NOWPAYMENTS_BASE_URL=simulator.api_url,
@@ -277,8 +281,8 @@ def test_worker_boots_and_every_process_stops_within_30s_of_sigterm(
     assert SIM_API_KEY not in proc.output
 
 
-def test_worker_without_api_key_stops_naming_it(launcher, database_url, redis_db14):
-    env = minimal_env(DATABASE_URL=database_url, REDIS_URL=redis_db14)
+def test_worker_without_api_key_stops_naming_it(launcher, database_url, broker_env):
+    env = minimal_env(DATABASE_URL=database_url, **broker_env)
     proc = launcher.run("worker", env=env, timeout=20)
     assert proc.popen.returncode != 0
     assert _lines(proc.output) == [

@@ -1,18 +1,14 @@
 """`payments deposits held|release|dismiss` as OS processes against the test's own database.
 
 The held deposit is made the real way (a settled completed payment that the gateway then reports
-refunded in a signed IPN to the web app); the commands get a minimal environment and Redis db 11, flushed before
-and after.
+refunded in a signed IPN to the web app); the commands get a minimal environment and the test's own broker namespace.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
 from decimal import Decimal
-
-import pytest
 
 from domain.payments import Payment
 from services.commands import CreatePaymentRequest
@@ -20,15 +16,8 @@ from services.create_payment import create_payment
 from services.settle_deposit import settle_deposit
 from storage import ledger, payments
 from storage.db import create_pool
-from tests.e2e.conftest import _owned_redis_db
 from tests.e2e.procs import Launcher, minimal_env
 from tests.integration.stack import Stack
-
-
-@pytest.fixture
-def redis_db11() -> Iterator[str]:
-    """Redis db 11, owned by this module (FLUSHDB before and after)."""
-    yield from _owned_redis_db(11)
 
 
 async def _refunded_after_settlement(database_url: str, namespace: str) -> Payment:
@@ -66,10 +55,10 @@ async def _read(database_url: str, payment_id: str) -> tuple[Payment, list[dict]
 
 
 def test_deposits_held_lists_a_refunded_deposit_and_dismiss_clears_it_with_who_and_why(
-    launcher: Launcher, database_url, redis_namespace, redis_db11
+    launcher: Launcher, database_url, redis_namespace, broker_env
 ):
     held = asyncio.run(_refunded_after_settlement(database_url, redis_namespace))
-    env = minimal_env(DATABASE_URL=database_url, REDIS_URL=redis_db11)
+    env = minimal_env(DATABASE_URL=database_url, **broker_env)
 
     listed = launcher.run("deposits", "held", env=env, timeout=60)
     assert listed.popen.returncode == 0, listed.output

@@ -92,8 +92,8 @@ def test_demo_offline_with_embedded_postgres_and_redis(launcher, demo_dir):
     wait_until(lambda: processes_using(demo_dir) == [], timeout=10, what="embedded servers stopped")
 
 
-def test_demo_against_the_real_postgres_and_redis(launcher, demo_dir, database_url, redis_db13):
-    stdout = _run_demo(launcher, demo_dir, DATABASE_URL=database_url, REDIS_URL=redis_db13)
+def test_demo_against_the_real_postgres_and_redis(launcher, demo_dir, database_url, broker_env):
+    stdout = _run_demo(launcher, demo_dir, DATABASE_URL=database_url, **broker_env)
     assert "embedded Postgres" not in stdout and "embedded Redis" not in stdout
     assert "migrations applied: none (up to date)" in stdout
     _check_demo_story(stdout)

@@ -25,9 +25,10 @@ from services.context import StageContext, gateway_from_settings
 from services.sync_currencies import sync_currencies
 from settings import Settings, load_settings
 from storage import ledger, payments
+from tests.conftest import REDIS_URL
 from tests.ports import free_port
 from workers.actors import PipelineActors, declare_actors
-from workers.broker import build_broker
+from workers.broker import build_broker, queue_name
 from workers.enqueue import ActorEnqueuer
 from workers.notification_actors import declare_notification_actors
 from workers.runtime import StageRuntime
@@ -99,7 +100,8 @@ class Stack:
         self.sim.start()
         values: dict[str, Any] = {
             "database_url": self.database_url,
-            "redis_url": "redis://127.0.0.1:6379/0",
+            "redis_url": REDIS_URL,
+            "broker_namespace": self.namespace,
             "api_token": API_TOKEN,
             "operator_token": OPERATOR_TOKEN,
             "nowpayments_email": PAYOUT_EMAIL if self.payouts else None,
@@ -204,9 +206,8 @@ class Stack:
 
     async def wait_idle(self, *, timeout: float = 20.0) -> None:
         """Until the broker's queues are drained and in-flight messages finished."""
-        await asyncio.to_thread(self.broker.join, "create-payment", timeout=int(timeout * 1000))
-        await asyncio.to_thread(self.broker.join, "poll-status", timeout=int(timeout * 1000))
-        await asyncio.to_thread(self.broker.join, "settle-deposit", timeout=int(timeout * 1000))
+        for queue in ("create-payment", "poll-status", "settle-deposit"):
+            await asyncio.to_thread(self.broker.join, queue_name(self.broker, queue), timeout=int(timeout * 1000))
         if self.worker is not None:
             await asyncio.to_thread(self.worker.join)
 

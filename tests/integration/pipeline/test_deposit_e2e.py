@@ -13,8 +13,10 @@ def _ref(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-async def test_ipn_path_credits_once(database_url, redis_namespace):
-    async with Stack(database_url, redis_namespace, ipn=True) as stack:
+async def test_ipn_path_credits_once(database_url, redis_namespace, broker_overrides):
+    """On Redis and on RabbitMQ (BROKER_URL=amqp://…): the same pipeline, the same outcome."""
+    async with Stack(database_url, redis_namespace, ipn=True, **broker_overrides) as stack:
+        assert stack.settings.uses_rabbitmq == ("broker_url" in broker_overrides)
         user, request_id = _ref("user"), _ref("req")
         stack.actors.create_payment.send(
             request_id=request_id, user_id=user, amount_usd="25.00", currency_code="btc", description="test deposit"

@@ -14,6 +14,7 @@ import redis
 
 from services.process_withdrawal import process_withdrawal as process_withdrawal_stage
 from storage import withdrawals
+from tests.conftest import REDIS_URL
 from tests.integration.pipeline.test_withdrawal_requests import (
     count,
     events,
@@ -291,18 +292,17 @@ async def test_rejecting_an_approved_withdrawal_before_the_worker_takes_it_means
 
 # --- the operator CLI, as a real process ------------------------------------------------------------------------
 
-CLI_REDIS = "redis://127.0.0.1:6379/12"
 
-
-async def _cli(database_url: str, *args: str) -> tuple[int, str, str]:
+async def _cli(database_url: str, namespace: str, *args: str) -> tuple[int, str, str]:
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
-        "REDIS_URL": CLI_REDIS,
+        "REDIS_URL": REDIS_URL,
+        "BROKER_NAMESPACE": namespace,
         "NOWPAYMENTS_API_KEY": "cli-test-key",
         "LOG_FORMAT": "console",
     }
-    for name in ("NOWPAYMENTS_EMAIL", "NOWPAYMENTS_PASSWORD", "OPERATOR_TOKEN"):
+    for name in ("NOWPAYMENTS_EMAIL", "NOWPAYMENTS_PASSWORD", "OPERATOR_TOKEN", "BROKER_URL"):
         env.pop(name, None)
     payments = Path(sys.executable).with_name("payments")
     process = await asyncio.create_subprocess_exec(
@@ -318,8 +318,7 @@ async def _cli(database_url: str, *args: str) -> tuple[int, str, str]:
 
 
 async def test_cli_approves_completes_rejects_and_shows_with_operator_and_note(database_url, redis_namespace):
-    cli_redis = redis.Redis.from_url(CLI_REDIS)
-    cli_redis.flushdb()
+    cli_redis = redis.Redis.from_url(REDIS_URL)
     try:
         async with Stack(database_url, redis_namespace, start_worker=False) as stack:
             user = ref("user")
@@ -327,35 +326,48 @@ async def test_cli_approves_completes_rejects_and_shows_with_operator_and_note(d
             paid = (await withdraw(stack, user, "40.00"))["internal_withdrawal_id"]
             refused = (await withdraw(stack, user, "25.00"))["internal_withdrawal_id"]
 
-            code, out, err = await _cli(database_url, "approve", paid, "--operator", "carol", "--note", "KYC done")
+            code, out, err = await _cli(
+                database_url, redis_namespace, "approve", paid, "--operator", "carol", "--note", "KYC done"
+            )
             assert code == 0, err
             assert f"{paid} is now approved" in out
             # The approval queued the payout step on the CLI's broker (manual mode: it will wait for us).
-            assert cli_redis.llen("dramatiq:process-withdrawal") == 1
+            assert cli_redis.llen(f"{redis_namespace}:process-withdrawal") == 1
 
-            code, out, err = await _cli(database_url, "complete", paid, "--operator", "carol")
+            code, out, err = await _cli(database_url, redis_namespace, "complete", paid, "--operator", "carol")
             assert code == 1 and "refused" in err and "transaction hash" in err, (out, err)
             code, out, err = await _cli(
-                database_url, "complete", paid, "--operator", "carol", "--tx-hash", TX_HASH, "--note", "sent"
+                database_url,
+                redis_namespace,
+                "complete",
+                paid,
+                "--operator",
+                "carol",
+                "--tx-hash",
+                TX_HASH,
+                "--note",
+                "sent",
             )
             assert code == 0 and f"{paid} is now completed" in out, err
 
-            code, out, err = await _cli(database_url, "reject", refused, "--operator", "dave")
+            code, out, err = await _cli(database_url, redis_namespace, "reject", refused, "--operator", "dave")
             assert code == 1 and "needs a note" in err, (out, err)
             code, out, err = await _cli(
-                database_url, "reject", refused, "--operator", "dave", "--note", "wallet flagged"
+                database_url, redis_namespace, "reject", refused, "--operator", "dave", "--note", "wallet flagged"
             )
             assert code == 0 and f"{refused} is now rejected" in out, err
-            code, out, err = await _cli(database_url, "complete", refused, "--operator", "dave", "--tx-hash", TX_HASH)
+            code, out, err = await _cli(
+                database_url, redis_namespace, "complete", refused, "--operator", "dave", "--tx-hash", TX_HASH
+            )
             assert code == 1 and "cannot complete a rejected withdrawal" in err, (out, err)
 
-            code, out, err = await _cli(database_url, "show", paid)
+            code, out, err = await _cli(database_url, redis_namespace, "show", paid)
             assert code == 0, err
             lines = out.splitlines()
             assert lines[0].startswith(f"{paid} completed: $40.00 for {user}, fees $1.50, pays $38.50 in btc")
             assert "approved" in lines[2] and "by operator:carol: KYC done" in lines[2]
             assert "completed" in lines[3] and "by operator:carol: sent" in lines[3]
-            code, out, err = await _cli(database_url, "show", "WD_nope")
+            code, out, err = await _cli(database_url, redis_namespace, "show", "WD_nope")
             assert code == 1 and "no withdrawal" in err
 
             assert await events(stack, paid) == [
@@ -373,7 +385,6 @@ async def test_cli_approves_completes_rejects_and_shows_with_operator_and_note(d
             assert await count(stack, "SELECT count(*) FROM withdrawals WHERE transaction_hash = $1", TX_HASH) == 1
             await no_violations(stack)
     finally:
-        cli_redis.flushdb()
         cli_redis.close()
 
 
