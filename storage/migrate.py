@@ -53,9 +53,3 @@ async def migrate(conn: asyncpg.Connection) -> list[str]:
         await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_KEY)
     return applied_now
 
-
-async def pending_migrations(conn: asyncpg.Connection) -> list[str]:
-    """Versions shipped with this code and not yet applied to the database (all of them if none ever was)."""
-    exists = await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
-    done = {row["version"] for row in await conn.fetch("SELECT version FROM schema_migrations")} if exists else set()
-    return [version for version, _ in migration_files() if version not in done]
