@@ -15,7 +15,7 @@ import dramatiq
 from aiohttp import web
 from pydantic import Field
 
-from entrypoints.web.answers import Answer
+from services.answers import Answer
 from entrypoints.web.http import RUNTIME, json_response
 from storage.migrate import pending_migrations
 
