@@ -15,8 +15,8 @@ import dramatiq
 from aiohttp import web
 from pydantic import Field
 
-from services.answers import Answer
 from entrypoints.web.http import RUNTIME, json_response
+from services.answers import Answer
 from storage.migrate import pending_migrations
 
 READINESS_TIMEOUT_SECONDS = 3.0
