@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import structlog
 from aiohttp import web
@@ -24,6 +25,7 @@ from services.process_withdrawal import apply_payout_status
 log = structlog.get_logger(__name__)
 
 MAX_IPN_BODY = 64 * 1024
+T = TypeVar("T")
 
 
 async def _verified_body(request: web.Request) -> dict[str, Any]:
@@ -43,14 +45,19 @@ async def _verified_body(request: web.Request) -> dict[str, Any]:
         raise
 
 
-async def ipn_payment(request: web.Request) -> web.Response:
-    """Payment IPN: verify, then apply the status through the same path as poll-status."""
+async def _verified_news(request: web.Request, parse: Callable[[dict[str, Any]], T], what: str) -> T:
+    """The verified body read as ``what`` (a payment or payout status), or a `MalformedCallback`."""
     body = await _verified_body(request)
     try:
-        snapshot = GatewayPayment.from_wire(body)
+        return parse(body)
     except (GatewayProtocolError, ValueError, TypeError) as exc:
-        log.warning("ipn_malformed", detail=str(exc)[:200])
-        raise MalformedCallback("IPN body is not a payment status") from None
+        log.warning("ipn_malformed", what=what, path=request.path, detail=str(exc)[:200])
+        raise MalformedCallback(f"IPN body is not a {what}") from None
+
+
+async def ipn_payment(request: web.Request) -> web.Response:
+    """Payment IPN: verify, then apply the status through the same path as poll-status."""
+    snapshot = await _verified_news(request, GatewayPayment.from_wire, "payment status")
     try:
         result = await apply_gateway_status(stage_context(request), snapshot, source="ipn")
     except UnknownPayment:
@@ -63,12 +70,7 @@ async def ipn_payment(request: web.Request) -> web.Response:
 
 async def ipn_payout(request: web.Request) -> web.Response:
     """Payout IPN: verify, then apply through the same path as the payout status poll."""
-    body = await _verified_body(request)
-    try:
-        payout = GatewayPayout.from_wire(body)
-    except (GatewayProtocolError, ValueError, TypeError) as exc:
-        log.warning("payout_ipn_malformed", detail=str(exc)[:200])
-        raise MalformedCallback("IPN body is not a payout status") from None
+    payout = await _verified_news(request, GatewayPayout.from_wire, "payout status")
     try:
         withdrawal = await apply_payout_status(stage_context(request), payout, source="ipn")
     except UnknownPayout:
