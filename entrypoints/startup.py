@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import logging
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -68,7 +69,8 @@ async def check_database(settings: Settings, *, require_migrated: bool = True) -
 
 
 def check_redis(settings: Settings) -> None:
-    url = settings.redis_url.get_secret_value()
+    """The Redis broker answers (REDIS_URL)."""
+    url = settings.broker_dsn
     client = redis.Redis.from_url(
         url, socket_connect_timeout=CONNECT_TIMEOUT_SECONDS, socket_timeout=CONNECT_TIMEOUT_SECONDS
     )
@@ -86,10 +88,33 @@ def check_redis(settings: Settings) -> None:
         client.close()
 
 
+def check_rabbitmq(settings: Settings) -> None:
+    """The RabbitMQ broker answers (BROKER_URL)."""
+    import pika
+
+    url = settings.broker_dsn
+    pika_log = logging.getLogger("pika")
+    level, pika_log.level = pika_log.level, logging.CRITICAL + 1  # its own retelling is not the one line
+    try:
+        parameters = pika.URLParameters(url)
+        parameters.socket_timeout = CONNECT_TIMEOUT_SECONDS
+        parameters.connection_attempts = 1
+        pika.BlockingConnection(parameters).close()
+    except (pika.exceptions.AMQPError, OSError, ValueError) as exc:
+        raise StartupError(
+            f"RabbitMQ unreachable (BROKER_URL): {_reason(exc, url)}; check BROKER_URL and that RabbitMQ is running"
+        ) from None
+    finally:
+        pika_log.setLevel(level)
+
+
 def check_services(settings: Settings) -> None:
-    """What web, worker and scheduler need before they start: a migrated Postgres and a Redis that answers."""
+    """What web, worker and scheduler need before they start: a migrated Postgres and a broker that answers."""
     asyncio.run(check_database(settings))
-    check_redis(settings)
+    if settings.uses_rabbitmq:
+        check_rabbitmq(settings)
+    else:
+        check_redis(settings)
 
 
 def port_error(exc: OSError, port: int) -> StartupError | None:

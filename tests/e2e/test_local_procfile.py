@@ -85,11 +85,6 @@ def test_honcho_releases_first_then_runs_the_processes_and_ctrl_c_stops_them(hon
         assert re.search(rf"{name}\.1 stopped \(rc=0\)", honcho.output), honcho.output[-3000:]
 
 
-@pytest.mark.xfail(
-    reason="issue 7, platform-stop slice: the dramatiq launcher does not exit within honcho's 5 s after SIGINT "
-    "then SIGTERM, and is SIGKILLed",
-    strict=False,
-)
 def test_ctrl_c_stops_the_worker_cleanly_too(honcho: Proc):
     wait_until(lambda: _all_up(honcho), timeout=60, what="web, worker and scheduler up")
     _ctrl_c(honcho)
