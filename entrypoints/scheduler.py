@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import Callable
 
 import asyncpg
 import structlog
@@ -77,8 +78,18 @@ async def _enqueue_next(enqueue: Enqueuer, payment: Payment) -> None:
     await enqueue.poll_status(payment.id)
 
 
-async def run_scheduler(settings: Settings, enqueue: Enqueuer, *, stop: asyncio.Event | None = None) -> None:
-    """Tick until ``stop`` is set (SIGTERM/SIGINT set it when run as a process)."""
+async def run_scheduler(
+    settings: Settings,
+    enqueue: Enqueuer,
+    *,
+    stop: asyncio.Event | None = None,
+    requeue_dead_workers: Callable[[], object] | None = None,
+) -> None:
+    """Tick until ``stop`` is set (SIGTERM/SIGINT set it when run as a process).
+
+    ``requeue_dead_workers`` (blocking; run on a thread once per tick) puts the messages of worker
+    processes that stopped heartbeating back on their queues (workers/recovery.py).
+    """
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
 
@@ -99,6 +110,8 @@ async def run_scheduler(settings: Settings, enqueue: Enqueuer, *, stop: asyncio.
     log.info("scheduler_started", tick_seconds=settings.payments_scheduler_tick)
     try:
         while not stop.is_set():
+            if requeue_dead_workers is not None:
+                await asyncio.to_thread(requeue_dead_workers)
             try:
                 count = max(
                     await poll_due_payments(pool, enqueue, settings),

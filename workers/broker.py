@@ -13,6 +13,7 @@ from dramatiq.errors import ConnectionClosed, DecodeError
 from dramatiq.middleware import CurrentMessage, Middleware
 
 from settings import Settings
+from workers.recovery import HEARTBEAT_TIMEOUT_MS, WorkerHeartbeat
 from workers.runtime import StageRuntime
 from workers.stopping import IN_FLIGHT
 
@@ -184,11 +185,16 @@ def build_broker(
         broker = PaymentsRabbitmqBroker(url=settings.broker_dsn, namespace=namespace)
     else:
         broker = PaymentsRedisBroker(
-            url=settings.broker_dsn, namespace=namespace, maintenance_chance=MAINTENANCE_CHANCE
+            url=settings.broker_dsn,
+            namespace=namespace,
+            maintenance_chance=MAINTENANCE_CHANCE,
+            heartbeat_timeout=HEARTBEAT_TIMEOUT_MS,
         )
     broker.add_middleware(CurrentMessage())
     if runtime is not None:
         broker.add_middleware(runtime)
+        if isinstance(broker, PaymentsRedisBroker):  # RabbitMQ redelivers a dead consumer's messages itself
+            broker.add_middleware(WorkerHeartbeat())
     broker.add_middleware(DeadLetterLog())
     if metrics:
         # Imported only here: the module reads its port and directory from the environment at import.

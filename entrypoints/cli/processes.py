@@ -140,6 +140,9 @@ def _worker_environment(config: Settings) -> dict[str, str]:
 def scheduler() -> None:
     """Enqueue due polls, expiry checks, payout checks and lost settlements, every PAYMENTS_SCHEDULER_TICK.
 
+    Each tick also puts the messages of worker processes that died (no heartbeat for 8 s) back on
+    their queues.
+
     Any number may run: they never claim the same payment.
 
     \b
@@ -151,12 +154,14 @@ def scheduler() -> None:
     from workers.actors import declare_actors
     from workers.broker import build_broker
     from workers.enqueue import ActorEnqueuer
+    from workers.recovery import requeue_dead_workers
 
     config = settings()
     check_services(config)
     broker = build_broker(config)
     declare_actors(broker)
-    run(run_scheduler(config, ActorEnqueuer(broker)))
+    queues = broker.get_declared_queues()
+    run(run_scheduler(config, ActorEnqueuer(broker), requeue_dead_workers=lambda: requeue_dead_workers(broker, queues)))
 
 
 @click.command()
