@@ -168,7 +168,9 @@ def scheduler() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=int, default=lambda: int(os.environ.get("SIMULATOR_PORT", "8090")), show_default="8090")
 @click.option("--auto-advance", type=float, default=None, help="Seconds between automatic status steps.")
-def simulator(host: str, port: int, auto_advance: float | None) -> None:
+@click.option("--payment-lifetime", type=float, default=1200.0, show_default=True, help="Seconds a payment lives.")
+@click.option("--seed", type=int, default=None, help="Seed of the fault and IPN-delivery draws.")
+def simulator(host: str, port: int, auto_advance: float | None, payment_lifetime: float, seed: int | None) -> None:
     """Run the offline NOWPayments simulator (signs IPNs with NOWPAYMENTS_IPN_SECRET).
 
     \b
@@ -185,6 +187,8 @@ def simulator(host: str, port: int, auto_advance: float | None) -> None:
         ipn_secret=secret,
         api_key=os.environ.get("NOWPAYMENTS_API_KEY"),
         auto_advance_seconds=auto_advance,
+        payment_lifetime_seconds=payment_lifetime,
+        seed=seed,
         payout_email=os.environ.get("NOWPAYMENTS_EMAIL"),
         payout_password=os.environ.get("NOWPAYMENTS_PASSWORD"),
     )

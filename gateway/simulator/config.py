@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 JWT_TTL_SECONDS = 300.0
+PAYMENT_LIFETIME_SECONDS = 20 * 60.0
 MERCHANT_COINS_KEYS = ("selectedCurrencies", "currencies")
 
 
@@ -87,8 +88,9 @@ class SimulatorConfig:
     `auto_advance_seconds`: new payments play their sandbox case and new payouts "finished"
     by themselves, one step every so many seconds. `merchant_coins_key` is the shape of GET
     /v1/merchant/coins: "selectedCurrencies" (what live clients see) or "currencies" (the
-    SDK/docs shape). `seed` makes fault and IPN-delivery draws reproducible; `faults` and
-    `ipn_delivery` are in force from the start (the control API changes them later).
+    SDK/docs shape). `payment_lifetime_seconds` sets new payments' `expiration_estimate_date`
+    (20 minutes, as the gateway's; the soak shortens it). `seed` makes fault and IPN-delivery
+    draws reproducible; `faults` and `ipn_delivery` are in force from the start (the control API changes them later).
     """
 
     ipn_secret: str = field(repr=False)
@@ -98,6 +100,7 @@ class SimulatorConfig:
     auto_advance_seconds: float | None = None
     merchant_coins_key: str = "selectedCurrencies"
     jwt_ttl_seconds: float = JWT_TTL_SECONDS
+    payment_lifetime_seconds: float = PAYMENT_LIFETIME_SECONDS
     seed: int | None = None
     faults: tuple[FaultRule, ...] = ()
     ipn_delivery: IpnDelivery = IpnDelivery()
@@ -111,5 +114,7 @@ class SimulatorConfig:
             raise ValueError("auto_advance_seconds must not be negative")
         if (self.payout_email is None) != (self.payout_password is None):
             raise ValueError("give both payout_email and payout_password, or neither")
+        if self.payment_lifetime_seconds <= 0:
+            raise ValueError("payment_lifetime_seconds must be positive")
         if self.jwt_ttl_seconds <= 0:
             raise ValueError("jwt_ttl_seconds must be positive")

@@ -30,7 +30,7 @@ from gateway.simulator.play import auto_advance
 from gateway.simulator.responses import ApiError, bad_params, json_response
 from gateway.simulator.shapes import created_wire, status_wire
 from gateway.simulator.state import SimPayment, SimState, now, state_of
-from gateway.simulator.steps import CASES, PAYMENT_LIFETIME
+from gateway.simulator.steps import CASES
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +93,7 @@ def _new_payment(state: SimState, order: _Order, pay_amount: Decimal) -> SimPaym
         case=order.case,
         created_at=moment,
         updated_at=moment,
-        expiration_estimate_date=moment + PAYMENT_LIFETIME,
+        expiration_estimate_date=moment + timedelta(seconds=state.config.payment_lifetime_seconds),
     )
 
 

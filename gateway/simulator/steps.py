@@ -4,7 +4,6 @@ the control API and auto-advance play, and what the gateway fills in at each sta
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import timedelta
 from decimal import ROUND_DOWN, Decimal
 
 from gateway.simulator.catalogue import CATALOGUE, SimCurrency, plain
@@ -22,7 +21,6 @@ GATEWAY_STATUSES = (
     "expired",
 )
 PAYOUT_STATUSES = ("CREATING", "WAITING", "PROCESSING", "SENDING", "FINISHED", "FAILED", "REJECTED")
-PAYMENT_LIFETIME = timedelta(minutes=20)
 SERVICE_FEE = Decimal("0.005")
 
 # Sandbox `case` values → scenario played by auto-advance.
