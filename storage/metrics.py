@@ -17,6 +17,7 @@ class PipelineCounts:
     payments_creation_stuck: int
     withdrawals_by_status: dict[str, int]
     withdrawals_held: int
+    gateway_orphans: dict[str, int]  # unresolved, by "received" / "none" (funds)
 
 
 _PAYMENTS_BY_STATUS = "SELECT status, count(*) AS n FROM payments GROUP BY status"
@@ -30,6 +31,10 @@ _STUCK_CREATION = (
 )
 _WITHDRAWALS_BY_STATUS = "SELECT status, count(*) AS n FROM withdrawals GROUP BY status"
 _WITHDRAWALS_HELD = "SELECT count(*) FROM withdrawals WHERE review_reason IS NOT NULL"
+_ORPHANS = (
+    "SELECT CASE WHEN funds_received THEN 'received' ELSE 'none' END AS funds, count(*) AS n"
+    " FROM gateway_orphans WHERE resolved_at IS NULL GROUP BY funds_received"
+)
 
 
 async def pipeline_counts(conn: asyncpg.Connection) -> PipelineCounts:
@@ -44,4 +49,5 @@ async def pipeline_counts(conn: asyncpg.Connection) -> PipelineCounts:
             payments_creation_stuck=await conn.fetchval(_STUCK_CREATION),
             withdrawals_by_status={row["status"]: row["n"] for row in await conn.fetch(_WITHDRAWALS_BY_STATUS)},
             withdrawals_held=await conn.fetchval(_WITHDRAWALS_HELD),
+            gateway_orphans={"received": 0, "none": 0} | {r["funds"]: r["n"] for r in await conn.fetch(_ORPHANS)},
         )

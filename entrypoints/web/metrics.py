@@ -46,6 +46,14 @@ class PipelineCollector(Collector):
             "Withdrawals an operator must decide (payout outcome unknown).",
             c.withdrawals_held,
         )
+        orphans = GaugeMetricFamily(
+            "gateway_orphans",
+            "Unresolved gateway payments for our orders under ids we never stored (payments reconcile --gateway).",
+            labels=["funds"],
+        )
+        for funds, n in sorted(c.gateway_orphans.items()):
+            orphans.add_metric([funds], n)
+        yield orphans
 
 
 def _by_status(name: str, documentation: str, counts: dict[str, int]) -> GaugeMetricFamily:
