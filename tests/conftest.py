@@ -18,9 +18,37 @@ import redis
 
 from storage.db import create_pool
 from storage.migrate import migrate
+from tests.secrets_guard import GUARD
 
 ADMIN_DSN = os.environ.get("TEST_DATABASE_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def secrets_never_logged() -> Iterator[None]:
+    """Session-wide: every test phase's output and log lines are checked for the test secrets
+    (pytest_runtest_logreport below); a leak anywhere fails the session at its end."""
+    with GUARD.watching_simulator_logins():
+        yield
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    for section, text in report.sections:
+        GUARD.check(f"{report.nodeid} ({section})", text)
+    if report.failed:
+        GUARD.check(f"{report.nodeid} (failure text)", report.longreprtext)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if GUARD.leaks:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:  # type: ignore[no-untyped-def]
+    if GUARD.leaks:
+        terminalreporter.section("SECRETS LEAKED (by name)", red=True)
+        for leak in GUARD.leaks:
+            terminalreporter.line(leak)
 
 
 def _dsn_for(database: str) -> str:

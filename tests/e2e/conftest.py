@@ -11,6 +11,7 @@ import pytest
 from gateway.simulator import SimulatorConfig, SimulatorServer
 from tests.conftest import REDIS_URL, _admin, _dsn_for
 from tests.e2e.procs import Launcher
+from tests.secrets_guard import GUARD
 
 SIM_API_KEY = "sim-api-key-for-process-tests"
 SIM_IPN_SECRET = "sim-ipn-secret-for-process-tests"
@@ -25,6 +26,8 @@ def launcher(tmp_path) -> Iterator[Launcher]:
     procs.cleanup()
     for proc in procs.procs:
         assert proc.live_group() == [], f"{proc.name} left processes running: {proc.live_group()}"
+    leaked = {proc.name: GUARD.check(f"process {proc.name}", proc.output) for proc in procs.procs}
+    assert not any(leaked.values()), f"secrets in process output (by name): {leaked}"
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ scheduler loop. Nothing of ours is mocked.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
@@ -27,6 +28,7 @@ from settings import Settings, load_settings
 from storage import ledger, payments
 from tests.conftest import REDIS_URL
 from tests.ports import free_port
+from tests.secrets_guard import GUARD
 from workers.actors import PipelineActors, declare_actors
 from workers.broker import build_broker, queue_name
 from workers.enqueue import ActorEnqueuer
@@ -174,12 +176,12 @@ class Stack:
     ) -> tuple[int, Any]:
         headers = {"Authorization": f"Bearer {OPERATOR_TOKEN if operator else API_TOKEN}"}
         async with self.http.post(self.web_url + path, json=body or {}, headers=headers) as response:
-            return response.status, await response.json()
+            return response.status, _no_secrets(path, await response.json())
 
     async def api_get(self, path: str) -> tuple[int, Any]:
         headers = {"Authorization": f"Bearer {API_TOKEN}"}
         async with self.http.get(self.web_url + path, headers=headers) as response:
-            return response.status, await response.json()
+            return response.status, _no_secrets(path, await response.json())
 
     async def payment_for_request(self, request_id: str, *, created: bool = True):
         async def check():
@@ -210,6 +212,13 @@ class Stack:
             await asyncio.to_thread(self.broker.join, queue_name(self.broker, queue), timeout=int(timeout * 1000))
         if self.worker is not None:
             await asyncio.to_thread(self.worker.join)
+
+
+def _no_secrets(path: str, body: Any) -> Any:
+    """Every answer the API gives a test, error bodies included, is checked for the test secrets."""
+    leaked = GUARD.check(f"HTTP answer to {path}", json.dumps(body, default=str))
+    assert not leaked, f"secrets in the answer to {path}: {leaked}"
+    return body
 
 
 async def asyncpg_pool(dsn: str) -> asyncpg.Pool:
