@@ -1,5 +1,6 @@
 """Every actor fed generated malformed messages through the real Redis broker and worker threads
-(hypothesis): each is dead-lettered with its reason logged; never retried, nothing written, and the worker still works a good message afterwards."""
+(hypothesis): each is dead-lettered with its reason logged; never retried, nothing written, and the
+worker still works a good message afterwards."""
 
 from __future__ import annotations
 
