@@ -34,16 +34,34 @@ async def create_payment(ctx: StageContext, request: CreatePaymentRequest) -> Pa
     if payment.created_at_gateway or payment.status is not PaymentStatus.PENDING:
         return payment
 
+    created = await _create_at_gateway(ctx, payment)
+    if created is not None:
+        return created
+    async with ctx.pool.acquire() as conn:
+        current = await payments.get_payment(conn, payment.id)
+    assert current is not None
+    if current.created_at_gateway or current.status is not PaymentStatus.PENDING:
+        return current
+    raise CreationInProgress(f"payment {payment.id} is being created by another worker")
+
+
+async def resume_creation(ctx: StageContext, payment: Payment) -> Payment | None:
+    """Open at the gateway a recorded payment whose create-payment message was lost (its retry could not
+    be enqueued while Redis was away), if nobody holds its creation lease; None when someone does."""
+    if payment.created_at_gateway or payment.status is not PaymentStatus.PENDING:
+        return payment
+    created = await _create_at_gateway(ctx, payment)
+    if created is not None:
+        log.warning("payment_creation_resumed", payment_id=payment.id, provider_payment_id=created.provider_payment_id)
+    return created
+
+
+async def _create_at_gateway(ctx: StageContext, payment: Payment) -> Payment | None:
+    """Under the creation lease, call the gateway and record its answer; None if the lease is held."""
     async with transaction(ctx.pool) as conn:
         claimed = await payments.claim_creation(conn, payment.id, lease_seconds=CREATION_LEASE_SECONDS)
     if claimed is None:
-        async with ctx.pool.acquire() as conn:
-            current = await payments.get_payment(conn, payment.id)
-        assert current is not None
-        if current.created_at_gateway or current.status is not PaymentStatus.PENDING:
-            return current
-        raise CreationInProgress(f"payment {payment.id} is being created by another worker")
-
+        return None
     # The gateway is called outside any database transaction.
     try:
         answer = await ctx.gateway.create_payment(

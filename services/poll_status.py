@@ -9,6 +9,7 @@ from domain.payments import PaymentUpdate
 from gateway.errors import GatewayRejected
 from services.apply_status import ApplyResult, apply_gateway_status, next_poll_at
 from services.context import StageContext
+from services.create_payment import resume_creation
 from storage import payments
 from storage.db import transaction
 
@@ -22,7 +23,9 @@ async def poll_status(ctx: StageContext, payment_id: str) -> ApplyResult | None:
     if payment is None:
         raise InvalidRequest(f"no payment {payment_id!r}", field="payment_id")
     if payment.provider_payment_id is None:
+        # Not created at the gateway yet: still being created, or its create-payment message was lost.
         log.info("poll_before_creation", payment_id=payment_id)
+        await resume_creation(ctx, payment)
         return None
     if payment.is_terminal and payment.settled_at is None and payment.credit_usd:
         await ctx.enqueue.settle_deposit(payment.id)  # settlement lost before: send it again
