@@ -21,7 +21,16 @@ from soak.driver import DB_ERRORS, Driver, Progress, ProviderIds, drive
 from soak.http import Http
 from soak.infra import OwnRedis, ScratchDatabase
 from soak.plan import UserPlan, make_plan
-from soak.stack import API_TOKEN, GATEWAY_TIMEOUT_S, NAMESPACE, OPERATOR_TOKEN, SECRETS, Endpoints, start_stack
+from soak.stack import (
+    API_TOKEN,
+    GATEWAY_TIMEOUT_S,
+    NAMESPACE,
+    OPERATOR_TOKEN,
+    SECRETS,
+    Endpoints,
+    gateway_orphans,
+    start_stack,
+)
 from soak.supervisor import Supervisor
 from soak.verdicts import Figures, judge_deposits, judge_ledger, judge_messages, judge_withdrawals
 
@@ -109,7 +118,12 @@ async def _run(options: Options, plans: list[UserPlan], database: ScratchDatabas
         sim_payments = await http.sim("GET", "/sim/payments")
         sim_payouts = await http.sim("GET", "/sim/payouts")
     figures = await _judge(plans, database.url, own_redis.url, supervisor, sim_payments, sim_payouts)
+    orphans = await asyncio.to_thread(gateway_orphans, endpoints.env)
     _report(options, progress, chaos, figures, driven=driven, drain_s=drain_s if drained else None, http=http)
+    if orphans is not None:
+        funded = sum(1 for orphan in orphans if orphan.get("funds_received"))
+        print(f"gateway orphans (second gateway payments after a lost answer), by payments reconcile --gateway: "
+              f"{len(orphans)}, {funded} with funds (held, never credited)")  # fmt: skip
     return 0 if all(v.ok for v in figures.verdicts) and drained and not progress.problems else 1
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
@@ -94,3 +95,15 @@ def start_stack(supervisor: Supervisor, database_url: str, redis_url: str, *, se
     supervisor.add("web", ["web"], env)
     wait_http(f"http://127.0.0.1:{web_port}/healthz")
     return Endpoints(f"http://127.0.0.1:{web_port}", f"http://127.0.0.1:{sim_port}", env)
+
+
+def gateway_orphans(env: dict[str, str]) -> list[dict[str, object]] | None:
+    """`payments reconcile --gateway --json`'s orphans (created while the gateway timed out), or None if it failed."""
+    proc = subprocess.run(
+        [PAYMENTS, "reconcile", "--gateway", "--days", "1", "--json"], env=env, capture_output=True, text=True,
+        timeout=300,
+    )  # fmt: skip
+    try:
+        return list(json.loads(proc.stdout)["orphans"])
+    except (ValueError, KeyError):
+        return None

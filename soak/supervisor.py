@@ -74,7 +74,7 @@ class Supervisor:
         self.logdir = logdir
         self.rng = rng
         self.dynos: dict[str, Dyno] = {}
-        self.paused = False
+        self.stopping = False
 
     def add(self, name: str, args: Sequence[str], env: Mapping[str, str]) -> Dyno:
         dyno = Dyno(name, args, env, self.logdir)
@@ -84,7 +84,9 @@ class Supervisor:
 
     def restart_dead(self) -> list[str]:
         """What a platform does: start again every process that exited (for any reason)."""
-        restarted = []
+        restarted: list[str] = []
+        if self.stopping:
+            return restarted
         for dyno in self.dynos.values():
             if not dyno.alive:
                 dyno.restarts += 1
@@ -109,6 +111,7 @@ class Supervisor:
         self.dynos[name].kill()
 
     def stop_all(self, timeout: float = 30) -> None:
+        self.stopping = True  # nothing is restarted from now on
         for dyno in self.dynos.values():
             if dyno.alive and dyno.proc is not None:
                 dyno.proc.send_signal(signal.SIGTERM)
