@@ -12,6 +12,7 @@ import signal
 from collections.abc import Callable
 
 import asyncpg
+import redis
 import structlog
 
 from domain.payments import Payment
@@ -118,7 +119,7 @@ async def run_scheduler(
                     await check_due_withdrawals(pool, enqueue, settings),
                     await enqueue_due_notifications(pool, enqueue, settings),
                 )
-            except (OSError, asyncpg.PostgresError) as exc:
+            except (OSError, asyncpg.PostgresError, redis.RedisError) as exc:  # a blip: the next tick retries
                 log.warning("scheduler_tick_failed", error=type(exc).__name__, detail=str(exc)[:200])
                 count = 0
             if count < settings.payments_scheduler_batch:  # a full batch means more are due: go again now
