@@ -32,7 +32,7 @@ from soak.stack import (
     start_stack,
 )
 from soak.supervisor import Supervisor
-from soak.verdicts import Figures, judge_deposits, judge_ledger, judge_messages, judge_withdrawals
+from soak.verdicts import Figures, judge_deposits, judge_ledger, judge_messages, judge_withdrawals, note_reviews
 
 DRAIN_SQL = """
 SELECT (SELECT count(*) FROM payments WHERE settled_at IS NULL AND status NOT IN ('failed', 'expired'))
@@ -191,6 +191,7 @@ async def _judge(plans: list[UserPlan], dsn: str, redis_url: str, supervisor: Su
             payouts.setdefault(payout.get("unique_external_id") or "", []).append(payout)
         judge_withdrawals(figures, plans, wd_rows, payouts)
         await judge_ledger(figures, conn)
+        await note_reviews(figures, conn)
     finally:
         await conn.close()
     logs = "\n".join(dyno.output() for dyno in supervisor.dynos.values())
@@ -226,4 +227,6 @@ def _report(options: Options, progress: Progress, chaos: Chaos, figures: Figures
         print(f"CLIENT PROBLEM {kind}: {count}, e.g. {progress.examples[kind]}")
     for verdict in figures.verdicts:
         print(f"[{'ok' if verdict.ok else 'VIOLATION'}] {verdict.name}: {verdict.detail}")
+    for note in figures.notes:
+        print(f"note: {note}")
     print(f"logs: {options.workdir}")

@@ -49,6 +49,7 @@ class Figures:
     credited_usd: Decimal = Decimal(0)
     expected_usd: Decimal = Decimal(0)
     verdicts: list[Verdict] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     def check(self, name: str, failures: list[str], passed: str) -> None:
         detail = passed if not failures else f"{len(failures)} wrong, e.g. " + "; ".join(failures[:3])
@@ -113,6 +114,18 @@ def judge_withdrawals(figures: Figures, plans: list[UserPlan], rows: dict[str, A
                   f"{len(paid)} posted once, one FINISHED payout each")  # fmt: skip
     figures.check("every rejected, cancelled or failed withdrawal released once", [f for f in other if f],
                   f"{len(other)} released once")  # fmt: skip
+
+
+async def note_reviews(figures: Figures, conn: asyncpg.Connection) -> None:
+    """What an operator would now find waiting for a look (not violations: nothing was paid wrongly)."""
+    for label, sql in (
+        ("payments held for review", "SELECT hold_reason, count(*) FROM payments WHERE hold_reason IS NOT NULL"),
+        ("withdrawals held for review",
+         "SELECT review_reason, count(*) FROM withdrawals WHERE review_reason IS NOT NULL"),
+    ):
+        rows = await conn.fetch(sql + " GROUP BY 1 ORDER BY 2 DESC")
+        reasons = "; ".join(f"{row[1]} x {row[0][:90]}" for row in rows) or "none"
+        figures.notes.append(f"{label}: {reasons}")
 
 
 async def judge_ledger(figures: Figures, conn: asyncpg.Connection) -> None:
