@@ -156,6 +156,7 @@ async def _record_request_once(ctx: StageContext, request: CreatePaymentRequest)
                 amount_usd=request.amount_usd,
                 currency_code=request.currency_code,
                 description=request.description,
+                look_again_in=CREATION_LEASE_SECONDS,
             )
             assert existing is not None  # the lock is held: nobody else can have inserted it meanwhile
             return existing

@@ -39,12 +39,18 @@ async def insert_payment(
     amount_usd: Decimal,
     currency_code: str,
     description: str,
+    look_again_in: float | None = None,
 ) -> Payment | None:
-    """Record a new payment request; ``None`` if ``request_id`` is already taken."""
+    """Record a new payment request; ``None`` if ``request_id`` is already taken.
+
+    It is due for the scheduler ``look_again_in`` seconds from now (None: not due), so that a creation
+    whose message was lost is resumed by a poll (the creation itself sets the first real poll).
+    """
     row = await conn.fetchrow(
         """
-        INSERT INTO payments (id, request_id, request_fingerprint, user_id, amount_usd, currency_code, description)
-        VALUES ($1, $2, $3, $4, $5, $6, $7)
+        INSERT INTO payments (id, request_id, request_fingerprint, user_id, amount_usd, currency_code, description,
+                              next_poll_at)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, now() + make_interval(secs => $8::float8))
         ON CONFLICT (request_id) DO NOTHING
         RETURNING *
         """,
@@ -55,6 +61,7 @@ async def insert_payment(
         amount_usd,
         currency_code,
         description,
+        look_again_in,
     )
     return _from_row(row) if row else None
 

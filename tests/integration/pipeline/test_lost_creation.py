@@ -26,6 +26,7 @@ async def test_a_recorded_payment_whose_creation_message_was_lost_is_created_by_
             await create_payment(stack.ctx, request)  # ... and its retry is never enqueued
         recorded = await stack.payment_for_request(request.request_id, created=False)
         assert recorded.provider_payment_id is None and recorded.create_claimed_until is None
+        assert recorded.next_poll_at is not None  # the scheduler will come back to it
 
         await poll_status(stack.ctx, recorded.id)
         await poll_status(stack.ctx, recorded.id)  # a second poll finds it created: nothing more
