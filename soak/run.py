@@ -57,7 +57,7 @@ class Options:
 
 FULL = {"users": 1000, "deposits_per_user": 5, "concurrency": 120, "kill_every": (4.0, 8.0), "terminate_every": 15.0,
         "redis_outage_s": 4.0, "drain_deadline_s": 900.0, "worker_threads": 8}  # fmt: skip
-QUICK = {"users": 50, "deposits_per_user": 5, "concurrency": 60, "kill_every": (6.0, 10.0), "terminate_every": 10.0,
+QUICK = {"users": 40, "deposits_per_user": 5, "concurrency": 60, "kill_every": (6.0, 10.0), "terminate_every": 10.0,
          "redis_outage_s": 3.0, "drain_deadline_s": 240.0, "worker_threads": 8}  # fmt: skip
 
 
