@@ -7,13 +7,16 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import redis
 
 from soak.infra import OwnRedis, ScratchDatabase
+from soak.stack import WORKER_PROCESSES
 from soak.supervisor import Supervisor
 
 RECOVERY_CAP_S = 300.0
+T = TypeVar("T")
 
 
 @dataclass
@@ -21,6 +24,7 @@ class ChaosLog:
     kills: int = 0
     recoveries: list[float] = field(default_factory=list)
     unrecovered: int = 0
+    nothing_in_flight: int = 0  # kills of processes that held no message
     redis_outages: int = 0
     terminated_connections: int = 0
     termination_rounds: int = 0
@@ -28,16 +32,23 @@ class ChaosLog:
     events: list[str] = field(default_factory=list)
 
 
-def in_flight(client: redis.Redis, namespace: str) -> set[tuple[str, str]]:
-    """(queue, redis message id) of every message fetched and not yet acked, delay queues aside."""
-    held = set()
+def in_flight(client: redis.Redis, namespace: str) -> dict[str, set[tuple[str, str]]]:
+    """By worker process (broker id): (queue, redis message id) of every message it fetched and has not
+    acked yet, delay queues aside."""
+    held: dict[str, set[tuple[str, str]]] = {}
     for key in client.scan_iter(match=f"{namespace}:__acks__.*", count=1000):
-        name = key.decode()
-        queue = name.split("__acks__.", 1)[1].split(".", 1)[1]
+        broker_id, _, queue = key.decode().split("__acks__.", 1)[1].partition(".")
         if queue.endswith(".DQ"):
             continue
-        held.update((queue, member.decode()) for member in client.smembers(key))
+        held.setdefault(broker_id, set()).update((queue, member.decode()) for member in client.smembers(key))
     return held
+
+
+def stopped_beating(client: redis.Redis, namespace: str, since_ms: float) -> set[str]:
+    """Worker processes (broker ids) whose last heartbeat is older than ``since_ms``: the killed one, and
+    its sibling the dramatiq parent stops on the way out."""
+    beats = client.zrange(f"{namespace}:__heartbeats__", 0, -1, withscores=True)
+    return {member.decode() for member, score in beats if score < since_ms}
 
 
 def seconds_until_finished(client: redis.Redis, namespace: str, held: set[tuple[str, str]]) -> float | None:
@@ -79,19 +90,30 @@ class Chaos:
             await asyncio.sleep(self.rng.uniform(*self.kill_every))
             if stop.is_set():
                 break
-            pid = self.supervisor.kill_random_worker_process()
+            pid = self.supervisor.kill_random_worker_process(WORKER_PROCESSES)
             if pid is None:
                 continue
             self.log.kills += 1
             self._measurements.append(asyncio.create_task(self._measure_recovery()))
 
     async def _measure_recovery(self) -> None:
+        """Seconds from the kill until every message the dead processes held was finished elsewhere."""
         client = redis.Redis.from_url(self.redis.url, socket_timeout=5)
+        killed_at_ms = time.time() * 1000
+        started = time.monotonic()
         try:
-            held = await asyncio.to_thread(_retrying, lambda: in_flight(client, self.namespace))
+            by_process = await asyncio.to_thread(_retrying, lambda: in_flight(client, self.namespace))
+            await asyncio.sleep(3.0)  # live processes beat every second
+            dead = await asyncio.to_thread(_retrying, lambda: stopped_beating(client, self.namespace, killed_at_ms))
+            held = {message for broker_id in dead for message in by_process.get(broker_id, set())}
             seconds = await asyncio.to_thread(seconds_until_finished, client, self.namespace, held)
         finally:
             client.close()
+        if not held:
+            self.log.nothing_in_flight += 1
+            return
+        if seconds is not None:
+            seconds = time.monotonic() - started
         if seconds is None:
             self.log.unrecovered += 1
         else:
@@ -119,10 +141,10 @@ class Chaos:
         await asyncio.gather(*self._measurements)
 
 
-def _retrying(read: Callable[[], set[tuple[str, str]]]) -> set[tuple[str, str]]:
+def _retrying(read: Callable[[], T]) -> T:
     for _ in range(100):
         try:
             return read()
         except redis.RedisError:
             time.sleep(0.2)
-    return set()
+    return read()

@@ -24,6 +24,7 @@ SECRETS = (API_KEY, IPN_SECRET, API_TOKEN, OPERATOR_TOKEN, PAYOUT_PASSWORD)
 NAMESPACE = "dramatiq"
 GATEWAY_TIMEOUT_S = 3.0
 PAYMENT_LIFETIME_S = 20.0
+WORKER_PROCESSES = 2  # per worker dyno
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ def environment(database_url: str, redis_url: str, web_port: int, sim_port: int,
         "PAYMENTS_POLL_MIN_INTERVAL": "2",
         "PAYMENTS_POLL_MAX_INTERVAL": "6",
         "PAYMENTS_EXPIRY_GRACE": "0",
-        "WORKER_PROCESSES": "2",
+        "WORKER_PROCESSES": str(WORKER_PROCESSES),
         "WORKER_THREADS": str(workers),
         "DB_POOL_MAX": "6",
         "BROKER_NAMESPACE": NAMESPACE,

@@ -94,11 +94,13 @@ class Supervisor:
                 restarted.append(dyno.name)
         return restarted
 
-    def kill_random_worker_process(self) -> int | None:
-        """SIGKILL one worker process (a dramatiq child) of a random worker dyno; its pid, or None."""
-        candidates = [pid for name, d in self.dynos.items() if name.startswith("worker") for pid in d.children()]
-        if not candidates:
+    def kill_random_worker_process(self, processes_per_dyno: int) -> int | None:
+        """SIGKILL one worker process (a dramatiq child) of a random worker dyno; its pid, or None when a
+        worker dyno is still (re)starting: another worker must be up to take over what the dead one held."""
+        workers = [dyno.children() for name, dyno in self.dynos.items() if name.startswith("worker")]
+        if any(len(children) < processes_per_dyno for children in workers):
             return None
+        candidates = [pid for children in workers for pid in children]
         pid = self.rng.choice(candidates)
         try:
             os.kill(pid, signal.SIGKILL)
