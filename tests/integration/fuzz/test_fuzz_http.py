@@ -57,7 +57,7 @@ requests = st.tuples(
 
 
 @pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisDeprecationWarning")  # the simulator uses random
-@settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
 @given(request=requests)
 async def test_any_request_to_any_route_is_answered_below_500_and_writes_nothing(fuzz_stack, request):
     stack = fuzz_stack

@@ -19,7 +19,7 @@ from domain.money import CENT
 from domain.payments import PaymentStatus, decide_credit, received_value_usd
 from domain.withdrawals import FeeSchedule, quote_withdrawal
 
-MONEY_SETTINGS = settings(max_examples=300, deadline=None)
+MONEY_SETTINGS = settings(max_examples=150, deadline=None)
 usd = st.integers(min_value=1, max_value=10_000_000_000).map(lambda cents: Decimal(cents) / 100)  # 0.01 .. 100M
 
 

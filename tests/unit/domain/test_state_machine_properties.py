@@ -32,7 +32,7 @@ PAYOUT_STATUSES = ("CREATING", "WAITING", "PROCESSING", "SENDING", "FINISHED", "
 FRACTIONS = (Decimal(0), Decimal("0.5"), Decimal(1), Decimal("1.5"), Decimal("0.999"), None)
 _RANK = {PaymentStatus.PENDING: 0, PaymentStatus.CONFIRMING: 1, PaymentStatus.CONFIRMED: 2,
          PaymentStatus.PARTIALLY_PAID: 3}  # fmt: skip
-PROPERTY_SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROPERTY_SETTINGS = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 gateway_news = st.tuples(
     st.sampled_from(GATEWAY_STATUSES),
