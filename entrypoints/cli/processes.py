@@ -152,7 +152,7 @@ def scheduler() -> None:
     from entrypoints.scheduler import run_scheduler
     from entrypoints.startup import check_services
     from workers.actors import declare_actors
-    from workers.broker import build_broker
+    from workers.broker import PaymentsRedisBroker, build_broker
     from workers.enqueue import ActorEnqueuer
     from workers.recovery import requeue_dead_workers
 
@@ -161,7 +161,10 @@ def scheduler() -> None:
     broker = build_broker(config)
     declare_actors(broker)
     queues = broker.get_declared_queues()
-    run(run_scheduler(config, ActorEnqueuer(broker), requeue_dead_workers=lambda: requeue_dead_workers(broker, queues)))
+    requeue = None
+    if isinstance(broker, PaymentsRedisBroker):  # RabbitMQ redelivers a dead consumer's messages itself
+        requeue = lambda: requeue_dead_workers(broker, queues)  # noqa: E731
+    run(run_scheduler(config, ActorEnqueuer(broker), requeue_dead_workers=requeue))
 
 
 @click.command()
