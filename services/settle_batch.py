@@ -10,8 +10,7 @@ the others.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from decimal import Decimal
 
 import structlog
@@ -68,17 +67,6 @@ def _sort_out(locked: list[Payment], settings: Settings) -> _Sorted:
     return out
 
 
-def _as_settled(payment: Payment, ledger_transaction_id: int, credit: Decimal) -> Payment:
-    """The payment as `mark_settled_batch` just wrote it (for its announcement)."""
-    return replace(
-        payment,
-        settled_at=datetime.now(UTC),
-        ledger_transaction_id=ledger_transaction_id,
-        credit_usd=credit,
-        next_poll_at=None,
-    )
-
-
 async def settle_group(ctx: StageContext, payment_ids: Sequence[str]) -> GroupOutcome:
     """Settle every payment of ``payment_ids`` that can be settled right now, in one transaction."""
     wanted = sorted(set(payment_ids))
@@ -92,8 +80,8 @@ async def settle_group(ctx: StageContext, payment_ids: Sequence[str]) -> GroupOu
                 (payment, results[posting.idempotency_key].transaction_id, credit)
                 for payment, posting, credit in sorted_out.to_credit
             ]
-            await payments.mark_settled_batch(conn, settled)
-            await announce.payments_credited(conn, [(_as_settled(p, tx, credit), tx) for p, tx, credit in settled])
+            written = await payments.mark_settled_batch(conn, settled)
+            await announce.payments_credited(conn, [(p, tx) for p, (_, tx, _) in zip(written, settled, strict=True)])
             # Last, so the users' balance rows (one hot row for a busy user) are held only until commit.
             await ledger.add_entries(conn, postings, results)
     except Exception as exc:  # the group is all or nothing: every payment of it goes on alone

@@ -195,23 +195,25 @@ async def lock_batch(conn: asyncpg.Connection, payment_ids: list[str]) -> list[P
 
 async def mark_settled_batch(
     conn: asyncpg.Connection, settled: list[tuple[Payment, int, Decimal]]
-) -> None:
+) -> list[Payment]:
     """For each (payment, ledger transaction id, credit): the settled mark and its ``settle`` event.
 
     One UPDATE and one INSERT for the whole batch; the rows must be locked by this transaction.
+    Returns the payments as written, in the order given.
     """
     if not settled:
-        return
+        return []
     ids = [payment.id for payment, _, _ in settled]
     tx_ids = [tx_id for _, tx_id, _ in settled]
     credits = [credit for _, _, credit in settled]
-    await conn.execute(
+    rows = await conn.fetch(
         """
         UPDATE payments p
            SET settled_at = now(), ledger_transaction_id = s.tx_id, credit_usd = s.credit,
                next_poll_at = NULL, updated_at = now()
           FROM unnest($1::text[], $2::bigint[], $3::numeric[]) AS s (id, tx_id, credit)
          WHERE p.id = s.id
+        RETURNING p.*
         """,
         ids,
         tx_ids,
@@ -231,6 +233,8 @@ async def mark_settled_batch(
         tx_ids,
         credits,
     )
+    written = {row["id"]: _from_row(row) for row in rows}
+    return [written[payment_id] for payment_id in ids]
 
 
 async def list_for_user(
