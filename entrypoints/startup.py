@@ -72,13 +72,21 @@ def check_redis(settings: Settings) -> None:
     """The Redis broker answers (REDIS_URL)."""
     url = settings.broker_dsn
     client = redis.Redis.from_url(
-        url, socket_connect_timeout=CONNECT_TIMEOUT_SECONDS, socket_timeout=CONNECT_TIMEOUT_SECONDS
+        url,
+        socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
+        socket_timeout=CONNECT_TIMEOUT_SECONDS,
+        **settings.redis_options,  # type: ignore[arg-type]
     )
     try:
         client.ping()
     except redis.exceptions.AuthenticationError as exc:
         raise StartupError(f"Redis refused the login in REDIS_URL: {_reason(exc, url)}") from None
     except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
+        if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+            raise StartupError(
+                f"Redis's TLS certificate (REDIS_URL) did not verify: {_reason(exc, url)}; Heroku Redis presents"
+                " a self-signed certificate: set REDIS_TLS_VERIFY=false"
+            ) from None
         raise StartupError(
             f"Redis unreachable (REDIS_URL): {_reason(exc, url)}; check REDIS_URL and that Redis is running"
         ) from None

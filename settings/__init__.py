@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     # Platform
     database_url: SecretStr
     redis_url: SecretStr | None = None
+    # Verify the certificate of a `rediss://` Redis. Heroku Redis presents a self-signed one, so a
+    # Heroku deploy sets this to false (app.json does): the connection is still encrypted.
+    redis_tls_verify: bool = True
     # The message broker: `amqp://…` runs the pipeline on RabbitMQ; unset, REDIS_URL is the broker.
     broker_url: SecretStr | None = None
     # Keeps this deployment's messages apart from others on the same broker: the Redis key prefix,
@@ -178,6 +181,13 @@ class Settings(BaseSettings):
         chosen = self.broker_url or self.redis_url
         assert chosen is not None  # checked at load
         return chosen.get_secret_value()
+
+    @property
+    def redis_options(self) -> dict[str, object]:
+        """Connection options every Redis client of ours passes with the broker URL."""
+        if self.broker_dsn.startswith("rediss://") and not self.redis_tls_verify:
+            return {"ssl_cert_reqs": None, "ssl_check_hostname": False}
+        return {}
 
     @property
     def uses_rabbitmq(self) -> bool:

@@ -185,7 +185,7 @@ def build_broker(
         broker = PaymentsRabbitmqBroker(url=settings.broker_dsn, namespace=namespace)
     else:
         broker = PaymentsRedisBroker(
-            url=settings.broker_dsn,
+            client=redis.Redis.from_url(settings.broker_dsn, **settings.redis_options),
             namespace=namespace,
             maintenance_chance=MAINTENANCE_CHANCE,
             heartbeat_timeout=HEARTBEAT_TIMEOUT_MS,

@@ -37,7 +37,7 @@ def _dead_letters(queue: str) -> Iterator[DeadLetters]:
     config = settings()
     if config.uses_rabbitmq:  # RabbitMQ keeps dead letters in <queue>.XQ queues: use its own tools there
         raise click.UsageError("`payments dlq` reads Redis dead letters; BROKER_URL points at RabbitMQ")
-    client = redis.Redis.from_url(config.broker_dsn)
+    client = redis.Redis.from_url(config.broker_dsn, **config.redis_options)
     try:
         yield DeadLetters(client, config.broker_namespace, queue)
     finally:

@@ -14,18 +14,21 @@ from tests.e2e.procs import wait_until
 from tests.ports import free_port
 
 
-def run_private_redis(folder: Path) -> Iterator[str]:
+def run_private_redis(folder: Path, *, tls: bool = False) -> Iterator[str]:
+    """Yields its URL; with ``tls`` it listens only for TLS (``rediss://``) with a self-signed certificate,
+    as Heroku Redis does."""
     folder.mkdir(parents=True, exist_ok=True)
     port = free_port()
     server = shutil.which("redis-server") or "/usr/bin/redis-server"
+    listen = ["--port", "0", "--tls-port", str(port), *_self_signed(folder)] if tls else ["--port", str(port)]
     proc = subprocess.Popen(
-        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(folder)],
+        [server, *listen, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(folder)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    url = f"redis://127.0.0.1:{port}/0"
-    client = redis.Redis.from_url(url)
+    url = f"{'rediss' if tls else 'redis'}://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url, **({"ssl_cert_reqs": None} if tls else {}))
 
     def answers() -> bool:
         try:
@@ -40,3 +43,14 @@ def run_private_redis(folder: Path) -> Iterator[str]:
         client.close()
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def _self_signed(folder: Path) -> list[str]:
+    key, cert = folder / "key.pem", folder / "cert.pem"
+    subprocess.run(
+        [shutil.which("openssl") or "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=redis.test", "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return ["--tls-cert-file", str(cert), "--tls-key-file", str(key), "--tls-auth-clients", "no"]
