@@ -265,10 +265,8 @@ def _start_simulator(env: dict[str, str], processes: Processes) -> None:
 
 def _start_pipeline(env: dict[str, str], processes: Processes) -> str:
     """The release phase, then web, worker and scheduler, as the Procfile runs them; the web's base URL."""
-    _say("release phase: payments migrate")
-    processes.run("migrate")
-    _say("payments currencies sync")
-    processes.run("currencies", "sync")
+    _say("release phase: payments release (migrations, then the coin catalogue)")
+    processes.run("release")
     processes.start("web", "web")
     processes.start("worker", "worker")
     processes.start("scheduler", "scheduler")

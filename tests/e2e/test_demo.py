@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.procs import Launcher, kill_pids, minimal_env, processes_using, wait_until
+from tests.e2e.procs import Launcher, Proc, kill_pids, minimal_env, processes_using, wait_until
 
 DEMO_TIMEOUT = 150
 STATUS_ORDER = ["pending", "confirming", "confirmed", "partially_paid", "completed"]
@@ -41,11 +41,15 @@ def demo_dir():
 
 
 def _run_demo(launcher: Launcher, demo_dir: Path, **env: str) -> str:
+    return _run_demo_proc(launcher, demo_dir, **env).stdout
+
+
+def _run_demo_proc(launcher: Launcher, demo_dir: Path, **env: str) -> Proc:
     proc = launcher.start("demo", env=minimal_env(DEMO_DATA_DIR=str(demo_dir), **env), name="demo")
     code = proc.wait(DEMO_TIMEOUT)
     output = proc.output
     assert code == 0, output[-5000:]
-    return proc.stdout
+    return proc
 
 
 def _check_demo_story(stdout: str) -> None:
@@ -60,6 +64,7 @@ def _check_demo_story(stdout: str) -> None:
     assert walk == sorted(walk, key=STATUS_ORDER.index), f"statuses must only move forward: {walk}"
     assert len(set(walk)) == len(walk)
     assert "credited 25.00 USD" in lines
+    assert any(line.startswith("release phase: payments release") for line in lines), "the demo readies it as a deploy"
 
     # balance: the whole deposit arrived; whatever the demo withdrew afterwards is accounted for
     balance = next(line for line in lines if line.startswith("balance of demo-user: "))
@@ -93,9 +98,10 @@ def test_demo_offline_with_embedded_postgres_and_redis(launcher, demo_dir):
 
 
 def test_demo_against_the_real_postgres_and_redis(launcher, demo_dir, database_url, broker_env):
-    stdout = _run_demo(launcher, demo_dir, DATABASE_URL=database_url, **broker_env)
+    proc = _run_demo_proc(launcher, demo_dir, DATABASE_URL=database_url, **broker_env)
+    stdout = proc.stdout
     assert "embedded Postgres" not in stdout and "embedded Redis" not in stdout
-    assert "migrations applied: none (up to date)" in stdout
+    assert "release_migrated" in proc.stderr and "up_to_date" in proc.stderr, proc.stderr[-3000:]
     _check_demo_story(stdout)
 
 
