@@ -227,7 +227,7 @@ async def apply_payout_status(
     async with transaction(ctx.pool) as conn:
         withdrawal = await _locked_withdrawal_of(conn, payout, withdrawal_id)
         plan = plan_payout_news(withdrawal, news_from(payout), source=source, now=datetime.now(UTC))
-        _log_reading(withdrawal, payout, plan)
+        _log_reading(withdrawal, payout, plan, source)
         for move in plan.moves:
             withdrawal = await move_withdrawal(
                 conn,
@@ -271,8 +271,17 @@ async def _locked_withdrawal_of(
     return withdrawal
 
 
-def _log_reading(withdrawal: Withdrawal, payout: GatewayPayout, plan: PayoutPlan) -> None:
+def _log_reading(withdrawal: Withdrawal, payout: GatewayPayout, plan: PayoutPlan, source: str) -> None:
     if plan.reading is PayoutReading.UNKNOWN_STATUS:
         log.warning("payout_status_unknown", withdrawal_id=withdrawal.id, status=payout.status)
+    elif plan.reading is PayoutReading.STALE:
+        log.info(
+            "payout_news_stale",
+            withdrawal_id=withdrawal.id,
+            reported=payout.status,
+            recorded=withdrawal.payout_status,
+            withdrawal_status=withdrawal.status.value,
+            source=source,
+        )
     elif plan.reading is PayoutReading.CONTRADICTS_CLOSED:
         log.error("payout_contradicts_closed_withdrawal", withdrawal_id=withdrawal.id, reason=plan.review_reason)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import pytest
+
 from domain.payout_news import PAYOUT_CHECK_SECONDS, PayoutNews, PayoutReading, plan_payout_news
 from domain.updates import KEEP
 from domain.withdrawals import Withdrawal, WithdrawalStatus, WithdrawalUpdate
@@ -126,3 +128,62 @@ def test_news_contradicting_a_closed_withdrawal_is_held_for_review_once() -> Non
     assert failed.review_reason == "completed here, but the gateway reports the payout as failed"
     agreeing = plan_payout_news(completed, news("FINISHED"), source="poll", now=NOW)
     assert agreeing.reading is PayoutReading.CLOSED and agreeing.update.is_empty
+
+
+# -- stale news: an earlier stage of the payout than the one we recorded (issue 9) ----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("closed", "recorded", "late"),
+    [
+        (S.FAILED, "FAILED", "PROCESSING"),
+        (S.FAILED, "FAILED", "WAITING"),
+        (S.FAILED, "REJECTED", "CREATING"),
+        (S.COMPLETED, "FINISHED", "SENDING"),
+        (S.COMPLETED, "FINISHED", "PROCESSING"),
+    ],
+)
+def test_an_earlier_stage_delivered_after_the_final_one_is_stale_not_a_contradiction(closed, recorded, late) -> None:
+    withdrawal = a_withdrawal(status=closed, payout_status=recorded, next_check_at=None, transaction_hash="0xfeed")
+    result = plan_payout_news(withdrawal, news(late, amount=Decimal("0.17619047")), source="ipn", now=NOW)
+    assert result.reading is PayoutReading.STALE
+    assert result.moves == () and result.update.is_empty and result.review_reason is None
+
+
+def test_an_earlier_stage_on_a_payout_in_flight_does_not_move_its_gateway_status_back() -> None:
+    sending = a_withdrawal(payout_status="SENDING", transaction_hash="0xfeed")
+    result = plan_payout_news(sending, news("PROCESSING"), source="ipn", now=NOW)
+    assert result.reading is PayoutReading.STALE and result.moves == () and result.update.is_empty
+    # the stage we hold, or a later one, still applies
+    assert plan_payout_news(sending, news("SENDING"), source="ipn", now=NOW).reading is PayoutReading.APPLIES
+    [move] = plan_payout_news(sending, news("FINISHED", hash="0xfeed"), source="ipn", now=NOW).moves
+    assert move.target is S.COMPLETED
+
+
+def test_a_final_status_other_than_the_one_we_closed_on_is_still_held_for_review() -> None:
+    failed = a_withdrawal(status=S.FAILED, payout_status="FAILED", next_check_at=None)
+    result = plan_payout_news(failed, news("FINISHED", hash="0xfeed"), source="ipn", now=NOW)
+    assert result.reading is PayoutReading.CONTRADICTS_CLOSED
+    assert result.review_reason == "the hold was released (failed) but the gateway reports the payout as completed"
+    completed = a_withdrawal(status=S.COMPLETED, payout_status="FINISHED", next_check_at=None)
+    undone = plan_payout_news(completed, news("REJECTED"), source="poll", now=NOW)
+    assert undone.review_reason == "completed here, but the gateway reports the payout as failed"
+    # released before any payout was recorded: any news of a payout at all contradicts it
+    released = a_withdrawal(status=S.FAILED, provider_payout_id=None, payout_status=None, next_check_at=None)
+    alive = plan_payout_news(released, news("WAITING"), source="lookup", now=NOW)
+    assert alive.reading is PayoutReading.CONTRADICTS_CLOSED
+
+
+def test_another_amount_or_hash_on_a_closed_withdrawal_is_held_for_review_even_as_an_earlier_stage() -> None:
+    completed = a_withdrawal(status=S.COMPLETED, payout_status="FINISHED", transaction_hash="0xFEED")
+    other_hash = plan_payout_news(completed, news("FINISHED", hash="0xbeef"), source="poll", now=NOW)
+    assert other_hash.reading is PayoutReading.CONTRADICTS_CLOSED
+    assert other_hash.review_reason == "recorded with transaction hash 0xFEED but the gateway reports hash 0xbeef"
+    other_amount = plan_payout_news(completed, news("SENDING", amount=Decimal("0.2")), source="ipn", now=NOW)
+    assert other_amount.reading is PayoutReading.CONTRADICTS_CLOSED
+    assert other_amount.review_reason == "0.17619047 ltc was sent but the gateway reports the payout as 0.2"
+    # the same hash in another case, and the same amount as a JavaScript double repeats it, agree
+    same = plan_payout_news(
+        completed, news("FINISHED", hash="0xfeed", amount=Decimal("0.17619047000000001")), source="ipn", now=NOW
+    )
+    assert same.reading is PayoutReading.CLOSED and same.update.is_empty

@@ -18,9 +18,9 @@ from hypothesis import strategies as st
 
 from domain.payment_news import plan_payment_news
 from domain.payments import TERMINAL, PaymentStatus, map_gateway_status
-from domain.payout_news import plan_payout_news
+from domain.payout_news import PayoutReading, plan_payout_news
 from domain.withdrawals import TERMINAL as WITHDRAWAL_TERMINAL
-from domain.withdrawals import WithdrawalStatus, can_transition, hold_outcome, transition
+from domain.withdrawals import WithdrawalStatus, can_transition, hold_outcome, map_payout_status, transition
 from tests.unit.domain.test_payment_news import CREATED, POLICY, a_payment, news
 from tests.unit.domain.test_payout_news import NOW as WD_NOW
 from tests.unit.domain.test_payout_news import a_withdrawal
@@ -127,3 +127,26 @@ def test_a_withdrawal_moves_only_along_allowed_paths_and_settles_its_hold_once(s
     if settled:
         assert withdrawal.status in WITHDRAWAL_TERMINAL
         assert settled == ["post" if withdrawal.status is WithdrawalStatus.COMPLETED else "release"]
+
+
+@PROPERTY_SETTINGS
+@given(final=st.sampled_from(("FINISHED", "FAILED", "REJECTED")), data=st.data())
+def test_a_payouts_own_news_in_any_order_and_repeated_settles_once_and_is_never_a_contradiction(final, data):
+    """Issue 9: IPNs duplicated, delayed and reordered. Whatever order the stages of one payout's life
+    arrive in, it ends in the final status exactly once and is never held for review."""
+    life = ["CREATING", "WAITING", "PROCESSING", "SENDING", final]
+    repeats = data.draw(st.lists(st.sampled_from(life), max_size=8))
+    deliveries = data.draw(st.permutations(life + repeats))
+    withdrawal = a_withdrawal(status=WithdrawalStatus.PROCESSING, payout_status="CREATING", next_check_at=None)
+    settled = []
+    for status in deliveries:
+        hash_ = "0xfeed" if status in ("SENDING", "FINISHED") else None
+        plan = plan_payout_news(withdrawal, payout_news(status, hash=hash_), source="ipn", now=WD_NOW)
+        assert plan.review_reason is None and plan.reading is not PayoutReading.CONTRADICTS_CLOSED
+        for move in plan.moves:
+            withdrawal = replace(withdrawal, status=transition(withdrawal.status, move.target), **move.update.changes())
+            settled.append(hold_outcome(move.target))
+        withdrawal = replace(withdrawal, **plan.update.changes())
+    assert withdrawal.status is map_payout_status(final) and withdrawal.payout_status == final
+    assert withdrawal.review_reason is None
+    assert settled == ["post" if final == "FINISHED" else "release"]
