@@ -26,10 +26,9 @@ from gateway.errors import (
     MalformedCallback,
 )
 from services.errors import (
-    CreationInProgress,
     InsufficientFunds,
+    LeaseHeld,
     NotFound,
-    PayoutInProgress,
     RequestAlreadyRefused,
     RequestIdReused,
     UnknownPayment,
@@ -67,8 +66,7 @@ ERRORS: dict[type[BaseException], ErrorOutcome] = {
     UnknownPayment: ErrorOutcome(404, "unknown_payment", EXIT_NOT_FOUND),
     DeadLetterNotFound: ErrorOutcome(404, "not_found", EXIT_NOT_FOUND),
     UnknownPayout: ErrorOutcome(404, "unknown_payout", EXIT_NOT_FOUND),
-    CreationInProgress: ErrorOutcome(409, "in_progress", EXIT_UNAVAILABLE),
-    PayoutInProgress: ErrorOutcome(409, "in_progress", EXIT_UNAVAILABLE),
+    LeaseHeld: ErrorOutcome(409, "in_progress", EXIT_UNAVAILABLE),  # CreationInProgress, PayoutInProgress
     InvalidSignature: ErrorOutcome(401, "invalid_signature", EXIT_REFUSED),
     LinkSignatureInvalid: ErrorOutcome(401, "invalid_link_signature", EXIT_REFUSED),
     LinkExpired: ErrorOutcome(403, "link_expired", EXIT_REFUSED),

@@ -37,12 +37,16 @@ async def create_payment(ctx: StageContext, request: CreatePaymentRequest) -> Pa
     created = await _create_at_gateway(ctx, payment)
     if created is not None:
         return created
-    async with ctx.pool.acquire() as conn:
+    async with transaction(ctx.pool) as conn:
         current = await payments.get_payment(conn, payment.id)
-    assert current is not None
-    if current.created_at_gateway or current.status is not PaymentStatus.PENDING:
-        return current
-    raise CreationInProgress(f"payment {payment.id} is being created by another worker")
+        assert current is not None
+        if current.created_at_gateway or current.status is not PaymentStatus.PENDING:
+            return current
+        # The holder may die with its lease: the scheduler's look (poll-status resumes the creation) is due
+        # when the lease ends at the latest, so this message has nothing left to do and need not be retried.
+        until = current.create_claimed_until or datetime.now(UTC)
+        await payments.look_again_by(conn, payment.id, at=until)
+    raise CreationInProgress(f"payment {payment.id} is being created by another worker", until=until)
 
 
 async def resume_creation(ctx: StageContext, payment: Payment) -> Payment | None:

@@ -1,11 +1,14 @@
 """Errors the use cases raise, declared once; `entrypoints/errors.py` maps each to what callers see.
 
 Those built on `InvalidRequest` are permanent (a message failing with one is dead-lettered, never
-retried); the two "in progress" errors are the opposite: expected under duplicate delivery, and
-worth retrying once the other holder's lease has run out.
+retried); the two "in progress" errors are neither: expected under duplicate delivery, they say another
+holder's lease is live until ``until``. The stage has already made the scheduler come back by then, so
+the actors finish the message (no retry spent, nothing dead-lettered) and other callers answer 409.
 """
 
 from __future__ import annotations
+
+from datetime import datetime
 
 from domain.errors import InvalidRequest
 from domain.rejections import Rejection
@@ -52,13 +55,17 @@ class RequestAlreadyRefused(InvalidRequest):
         self.rejection = rejection
 
 
-class CreationInProgress(Exception):
-    """Raised when another worker holds a payment's creation lease; retry later and find its result."""
+class LeaseHeld(Exception):
+    """Base class: raised when another holder's lease is live until ``until``; the scheduler comes back by then."""
 
-
-class PayoutInProgress(Exception):
-    """Raised when another attempt holds a withdrawal's payout lease; retry once it has run out."""
-
-    def __init__(self, message: str, *, retry_after_ms: int) -> None:
+    def __init__(self, message: str, *, until: datetime) -> None:
         super().__init__(message)
-        self.retry_after_ms = retry_after_ms
+        self.until = until
+
+
+class CreationInProgress(LeaseHeld):
+    """Raised when another worker holds a payment's creation lease; the scheduler resumes it once it ends."""
+
+
+class PayoutInProgress(LeaseHeld):
+    """Raised when another attempt holds a withdrawal's payout lease; the scheduler checks it once it ends."""

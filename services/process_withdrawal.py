@@ -31,7 +31,6 @@ log = structlog.get_logger(__name__)
 
 PAYOUT_LEASE_SECONDS = 120.0
 AMBIGUOUS_PAYOUT_WAIT_SECONDS = 10.0
-IN_PROGRESS_RECHECK_MS = 5_000
 REVIEW_CHECK_SECONDS = 300.0
 GATEWAY_ACTOR = "gateway:nowpayments"
 # Refusals that say something about our credentials, not about this withdrawal: never fail it for them.
@@ -82,16 +81,7 @@ async def _send_payout(ctx: StageContext, withdrawal: Withdrawal) -> Withdrawal:
     async with transaction(ctx.pool) as conn:
         claimed = await withdrawals.claim_payout(conn, withdrawal.id, lease_seconds=PAYOUT_LEASE_SECONDS)
     if claimed is None:
-        current = await _current(ctx, withdrawal.id)
-        if current.status is not WithdrawalStatus.APPROVED or current.provider_payout_id is not None:
-            return current
-        wait = (current.payout_claimed_until or datetime.now(UTC)) - datetime.now(UTC)
-        raise PayoutInProgress(
-            f"withdrawal {withdrawal.id} is being paid out by another attempt",
-            # Look again soon (the holder usually finishes in well under a second), never later than the
-            # lease's end; 25 retries at this cap outlast the whole lease.
-            retry_after_ms=min(IN_PROGRESS_RECHECK_MS, max(1_000, int(wait.total_seconds() * 1000) + 500)),
-        )
+        return await _lease_held(ctx, withdrawal.id)
     assert claimed.payout_claimed_until is not None
     lease = claimed.payout_claimed_until
     try:
@@ -107,6 +97,21 @@ async def _send_payout(ctx: StageContext, withdrawal: Withdrawal) -> Withdrawal:
     if payout is None:
         return await _current(ctx, withdrawal.id)
     return await apply_payout_status(ctx, payout, source="create", withdrawal_id=withdrawal.id)
+
+
+async def _lease_held(ctx: StageContext, withdrawal_id: str) -> Withdrawal:
+    """The payout could not be claimed: the withdrawal moved on (returned as it is now), or another attempt
+    holds a live lease (`PayoutInProgress`). That attempt may die with it, so the scheduler's check is made
+    due when the lease ends at the latest; this message has nothing left to do and need not be retried."""
+    async with transaction(ctx.pool) as conn:
+        current = await withdrawals.get_withdrawal(conn, withdrawal_id)
+        assert current is not None
+        until = current.payout_claimed_until
+        unsent = current.status is WithdrawalStatus.APPROVED and current.provider_payout_id is None
+        if not unsent or current.review_reason is not None or until is None or until <= datetime.now(UTC):
+            return current  # decided, recorded, held for review, or free again (its check is due already)
+        await withdrawals.check_unsent_by(conn, withdrawal_id, at=until)
+    raise PayoutInProgress(f"withdrawal {withdrawal_id} is being paid out by another attempt", until=until)
 
 
 async def _find_or_create_payout(ctx: StageContext, withdrawal: Withdrawal, lease: datetime) -> GatewayPayout | None:

@@ -99,6 +99,20 @@ async def claim_creation(conn: asyncpg.Connection, payment_id: str, *, lease_sec
     return _from_row(row) if row else None
 
 
+async def look_again_by(conn: asyncpg.Connection, payment_id: str, *, at: datetime) -> None:
+    """Make the scheduler look at this payment, not yet created at the gateway, no later than ``at`` (an
+    earlier look stays as it is): a message that finds another worker's creation lease leaves it to that look."""
+    await conn.execute(
+        """
+        UPDATE payments SET next_poll_at = LEAST(next_poll_at, $2)
+         WHERE id = $1 AND provider_payment_id IS NULL AND status = 'pending'
+           AND next_poll_at IS DISTINCT FROM LEAST(next_poll_at, $2)
+        """,
+        payment_id,
+        at,
+    )
+
+
 async def release_creation_claim(conn: asyncpg.Connection, payment_id: str) -> None:
     await conn.execute(
         "UPDATE payments SET create_claimed_until = NULL, updated_at = now()"

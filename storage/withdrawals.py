@@ -126,6 +126,20 @@ async def claim_payout(conn: asyncpg.Connection, withdrawal_id: str, *, lease_se
     return _from_row(row) if row else None
 
 
+async def check_unsent_by(conn: asyncpg.Connection, withdrawal_id: str, *, at: datetime) -> None:
+    """Make the scheduler look at this approved, not yet recorded withdrawal no later than ``at`` (an earlier
+    check stays as it is): a message that finds another attempt's payout lease leaves it to that check."""
+    await conn.execute(
+        """
+        UPDATE withdrawals SET next_check_at = LEAST(next_check_at, $2)
+         WHERE id = $1 AND status = 'approved' AND provider_payout_id IS NULL
+           AND next_check_at IS DISTINCT FROM LEAST(next_check_at, $2)
+        """,
+        withdrawal_id,
+        at,
+    )
+
+
 async def mark_payout_sending(
     conn: asyncpg.Connection, withdrawal_id: str, *, amount: Decimal, lease: datetime
 ) -> Withdrawal | None:

@@ -20,7 +20,7 @@ from gateway.errors import GatewayError, GatewayProtocolError, GatewayTransientE
 from services.commands import CreatePaymentRequest, PaymentMessage, WithdrawalMessage, WithdrawalRequest
 from services.context import StageContext
 from services.create_payment import create_payment as create_payment_stage
-from services.errors import CreationInProgress, PayoutInProgress
+from services.errors import CreationInProgress, LeaseHeld, PayoutInProgress
 from services.poll_status import poll_status as poll_status_stage
 from services.process_withdrawal import process_withdrawal as process_withdrawal_stage
 from services.rejections import record_refusal
@@ -37,8 +37,8 @@ QUEUE_POLL_STATUS = "poll-status"
 QUEUE_SETTLE_DEPOSIT = "settle-deposit"
 QUEUE_PROCESS_WITHDRAWAL = "process-withdrawal"
 
-# Transient failures (gateway down, database restart, another worker holding a lease) retry with
-# backoff from 1 s up to 5 min, 25 times (about 1.5 h in all), then dead-letter for an operator.
+# Transient failures (database restart, ...) retry with backoff from 1 s up to 5 min, 25 times (about
+# 1.5 h in all), then dead-letter for an operator. Another worker holding a lease is not a failure.
 _RETRY = {
     "max_retries": 25,
     "min_backoff": 1_000,
@@ -46,7 +46,6 @@ _RETRY = {
     "throws": (InvalidRequest, InvalidTransition),
 }
 _TIME_LIMIT_MS = 120_000
-LEASE_RETRY_DELAY_MS = 2_000
 
 
 @dataclass(frozen=True)
@@ -64,6 +63,13 @@ def _defer_to_scheduler(actor: str, subject_id: str, exc: Exception) -> None:
     log.warning(
         "gateway_unavailable_deferred", actor=actor, subject=subject_id, error=type(exc).__name__, detail=str(exc)[:200]
     )
+
+
+def _leave_to_scheduler(actor: str, subject_id: str, exc: LeaseHeld) -> None:
+    """Another holder's lease is live (expected under duplicate delivery). Retrying would spend the retry
+    budget waiting for it (a dead holder keeps it for its whole length) and then dead-letter a message that
+    was never wrong; the stage has made the scheduler come back when the lease ends, so finish here."""
+    log.info("lease_held_left_to_scheduler", actor=actor, subject=subject_id, until=exc.until.isoformat())
 
 
 @asynccontextmanager
@@ -90,8 +96,8 @@ def declare_actors(broker: dramatiq.Broker) -> PipelineActors:
             request = CreatePaymentRequest.from_message(args, kwargs)
             try:
                 await create_payment_stage(ctx, request)
-            except CreationInProgress as exc:  # expected under duplicate delivery: retry quietly
-                raise dramatiq.Retry(str(exc), delay=LEASE_RETRY_DELAY_MS) from None
+            except CreationInProgress as exc:
+                _leave_to_scheduler("create_payment", request.request_id, exc)
 
     async def poll_status(*args: Any, **kwargs: Any) -> None:
         payment_id = PaymentMessage.from_message(args, kwargs).payment_id
@@ -113,7 +119,7 @@ def declare_actors(broker: dramatiq.Broker) -> PipelineActors:
         try:
             await process_withdrawal_stage(current_context(), withdrawal_id)
         except PayoutInProgress as exc:
-            raise dramatiq.Retry(str(exc), delay=exc.retry_after_ms) from None
+            _leave_to_scheduler("process_withdrawal", withdrawal_id, exc)
         except GatewayError as exc:  # down, garbled, or refusing our credentials: the scheduler comes back
             _defer_to_scheduler("process_withdrawal", withdrawal_id, exc)
 
