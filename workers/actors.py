@@ -37,8 +37,8 @@ QUEUE_POLL_STATUS = "poll-status"
 QUEUE_SETTLE_DEPOSIT = "settle-deposit"
 QUEUE_PROCESS_WITHDRAWAL = "process-withdrawal"
 
-# Transient failures (database restart, ...) retry with backoff from 1 s up to 5 min, 25 times (about
-# 1.5 h in all), then dead-letter for an operator. Another worker holding a lease is not a failure.
+# Transient failures (gateway down, database restart) retry with backoff from 1 s up to 5 min, 25 times
+# (about 1.5 h in all), then dead-letter for an operator. Another worker holding a lease is not a failure.
 _RETRY = {
     "max_retries": 25,
     "min_backoff": 1_000,
