@@ -225,6 +225,8 @@ class Payment:
     poll_attempts: int
     created_at: datetime
     updated_at: datetime
+    # When create-payment last sent POST /v1/payment without storing an answer (migration 0010).
+    gateway_attempted_at: datetime | None = None
 
     @property
     def is_terminal(self) -> bool:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from typing import NoReturn
 
 import structlog
 
 from domain.ids import new_payment_id
+from domain.lost_creation import seconds_until_trusted
 from domain.money import format_usd
 from domain.payments import Payment, PaymentStatus, PaymentUpdate
 from domain.rejections import RequestKind
@@ -17,7 +19,8 @@ from services import announce
 from services.admit_deposit import same_request_or_refuse, validate_new_deposit
 from services.commands import CreatePaymentRequest
 from services.context import StageContext
-from services.errors import CreationInProgress, UnknownCurrency
+from services.errors import CreationInProgress, CreationOutcomePending, UnknownCurrency
+from services.find_lost_creation import LookupInconclusive, find_lost_creation
 from services.rejections import deposit_fingerprint, refuse_if_refused_before
 from storage import payments, rejections
 from storage.db import transaction
@@ -26,6 +29,8 @@ log = structlog.get_logger(__name__)
 
 # Long enough for one gateway call with its timeout and retries; a crashed holder's lease runs out.
 CREATION_LEASE_SECONDS = 60.0
+# A payment list too full to read to the end is asked again this much later (and logged as an error).
+INCONCLUSIVE_RETRY_SECONDS = 60.0
 
 
 async def create_payment(ctx: StageContext, request: CreatePaymentRequest) -> Payment:
@@ -51,21 +56,35 @@ async def create_payment(ctx: StageContext, request: CreatePaymentRequest) -> Pa
 
 async def resume_creation(ctx: StageContext, payment: Payment) -> Payment | None:
     """Open at the gateway a recorded payment whose create-payment message was lost (its retry could not
-    be enqueued while Redis was away), if nobody holds its creation lease; None when someone does."""
+    be enqueued while Redis was away), if nobody holds its creation lease; None when someone does, or when
+    an earlier attempt's gateway payment may still appear."""
     if payment.created_at_gateway or payment.status is not PaymentStatus.PENDING:
         return payment
-    created = await _create_at_gateway(ctx, payment)
+    try:
+        created = await _create_at_gateway(ctx, payment)
+    except CreationOutcomePending:
+        return None  # an earlier attempt's payment may still appear on the gateway's list: the scheduler comes back
     if created is not None:
         log.warning("payment_creation_resumed", payment_id=payment.id, provider_payment_id=created.provider_payment_id)
     return created
 
 
 async def _create_at_gateway(ctx: StageContext, payment: Payment) -> Payment | None:
-    """Under the creation lease, call the gateway and record its answer; None if the lease is held."""
+    """Under the creation lease, adopt the gateway payment an earlier attempt made, or call the gateway
+    and record its answer; None if the lease is held."""
     async with transaction(ctx.pool) as conn:
         claimed = await payments.claim_creation(conn, payment.id, lease_seconds=CREATION_LEASE_SECONDS)
     if claimed is None:
         return None
+    try:
+        earlier = await _made_by_an_earlier_attempt(ctx, claimed)
+    except BaseException:
+        await _release_claim(ctx, payment.id)
+        raise
+    if earlier is not None:
+        return await _record_creation(ctx, payment, earlier, adopted=True)
+    async with transaction(ctx.pool) as conn:
+        await payments.mark_gateway_attempt(conn, payment.id)  # committed before the request leaves
     # The gateway is called outside any database transaction.
     try:
         answer = await ctx.gateway.create_payment(
@@ -81,14 +100,65 @@ async def _create_at_gateway(ctx: StageContext, payment: Payment) -> Payment | N
     except (GatewayTransientError, GatewayProtocolError, asyncio.CancelledError):
         # Cancelled = a worker stopping with the call in flight: as ambiguous as a timeout, and its message
         # is requeued for another worker, which should not have to wait for the lease to run out.
-        async with transaction(ctx.pool) as conn:
-            await payments.release_creation_claim(conn, payment.id)
+        await _release_claim(ctx, payment.id)
         raise
     return await _record_creation(ctx, payment, answer)
 
 
-async def _record_creation(ctx: StageContext, payment: Payment, answer: GatewayPayment) -> Payment:
-    """Store what the gateway opened for this payment and schedule its first poll."""
+async def _release_claim(ctx: StageContext, payment_id: str) -> None:
+    async with transaction(ctx.pool) as conn:
+        await payments.release_creation_claim(conn, payment_id)
+
+
+async def _made_by_an_earlier_attempt(ctx: StageContext, payment: Payment) -> GatewayPayment | None:
+    """The gateway payment an earlier attempt whose answer was lost made, if any; None also when no attempt
+    was sent, and when the payment list cannot be read (no payout login: a second payment is then possible).
+
+    Raises GatewayTransientError when the list does not answer, and CreationOutcomePending when "not listed"
+    cannot be trusted yet: in both cases nothing may be created now.
+    """
+    last_attempt = payment.gateway_attempted_at
+    if last_attempt is None:
+        return None
+    if not ctx.settings.payouts_enabled:
+        log.warning(
+            "gateway_lookup_unavailable",
+            payment_id=payment.id,
+            detail="no payout login (NOWPAYMENTS_EMAIL/NOWPAYMENTS_PASSWORD) to read the gateway's payment list:"
+            " creating again; payments reconcile --gateway finds a second gateway payment",
+        )
+        return None
+    now = datetime.now(UTC)
+    try:
+        found = await find_lost_creation(ctx.gateway, payment, now)
+    except LookupInconclusive as exc:
+        log.error("gateway_lookup_inconclusive", payment_id=payment.id, detail=str(exc))
+        await _outcome_pending(ctx, payment.id, str(exc), now + timedelta(seconds=INCONCLUSIVE_RETRY_SECONDS))
+    if found is not None:
+        log.warning("payment_adopted_from_gateway", payment_id=payment.id, provider_payment_id=found.payment_id)
+        return found
+    wait = seconds_until_trusted(last_attempt, now, ctx.settings.nowpayments_lookup_settle_seconds)
+    if wait > 0:
+        log.info("gateway_lookup_not_yet_trusted", payment_id=payment.id, retry_in_seconds=round(wait, 1))
+        message = f"payment {payment.id}: an earlier attempt may still appear on the gateway"
+        await _outcome_pending(ctx, payment.id, message, now + timedelta(seconds=wait))
+    log.info("gateway_lookup_negative", payment_id=payment.id)
+    return None
+
+
+async def _outcome_pending(ctx: StageContext, payment_id: str, message: str, until: datetime) -> NoReturn:
+    """Nothing may be created before ``until``: the scheduler's look (poll-status resumes the creation) is
+    made due then, and the message that got here has nothing left to do."""
+    async with transaction(ctx.pool) as conn:
+        await payments.look_again_by(conn, payment_id, at=until)
+    raise CreationOutcomePending(message, until=until)
+
+
+async def _record_creation(
+    ctx: StageContext, payment: Payment, answer: GatewayPayment, *, adopted: bool = False
+) -> Payment:
+    """Store what the gateway opened for this payment (in answer to us, or found on its list: ``adopted``)
+    and schedule its first poll."""
     first_poll = datetime.now(UTC) + timedelta(seconds=ctx.settings.payments_poll_first_delay)
     async with transaction(ctx.pool) as conn:
         current = await payments.get_payment(conn, payment.id, for_update=True)
@@ -120,7 +190,7 @@ async def _record_creation(ctx: StageContext, payment: Payment, answer: GatewayP
             from_status=None,
             to_status=updated.status.value,
             gateway_status=answer.status,
-            detail={"provider_payment_id": answer.payment_id, "pay_amount": answer.pay_amount},
+            detail={"provider_payment_id": answer.payment_id, "pay_amount": answer.pay_amount, "adopted": adopted},
         )
         await announce.payment_status(conn, updated)
     log.info(
@@ -129,6 +199,7 @@ async def _record_creation(ctx: StageContext, payment: Payment, answer: GatewayP
         provider_payment_id=answer.payment_id,
         amount_usd=format_usd(payment.amount_usd),
         currency=payment.currency_code,
+        adopted=adopted,
     )
     return updated
 

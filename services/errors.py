@@ -67,5 +67,10 @@ class CreationInProgress(LeaseHeld):
     """Raised when another worker holds a payment's creation lease; the scheduler resumes it once it ends."""
 
 
+class CreationOutcomePending(CreationInProgress):
+    """Raised when an earlier attempt's gateway payment is not on the gateway's list yet but might still
+    appear there: nothing is created before ``until``, when the scheduler resumes the creation."""
+
+
 class PayoutInProgress(LeaseHeld):
     """Raised when another attempt holds a withdrawal's payout lease; the scheduler checks it once it ends."""

@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     nowpayments_sandbox: bool = False
     nowpayments_base_url: str | None = None
     nowpayments_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    # After a create-payment attempt with no answer, the gateway's payment list is trusted to say "not made"
+    # only once that attempt is this old: a request the gateway still acts on, or a list that lags, is covered.
+    nowpayments_lookup_settle_seconds: float = Field(default=30.0, ge=0, le=3600)
 
     # Deposits
     payments_min_deposit_usd: PositiveDecimal = Decimal("1.00")

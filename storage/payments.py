@@ -113,6 +113,15 @@ async def look_again_by(conn: asyncpg.Connection, payment_id: str, *, at: dateti
     )
 
 
+async def mark_gateway_attempt(conn: asyncpg.Connection, payment_id: str) -> None:
+    """Note, before POST /v1/payment is sent, that the gateway is being asked to create this payment."""
+    await conn.execute(
+        "UPDATE payments SET gateway_attempted_at = now(), updated_at = now()"
+        " WHERE id = $1 AND provider_payment_id IS NULL",
+        payment_id,
+    )
+
+
 async def release_creation_claim(conn: asyncpg.Connection, payment_id: str) -> None:
     await conn.execute(
         "UPDATE payments SET create_claimed_until = NULL, updated_at = now()"
