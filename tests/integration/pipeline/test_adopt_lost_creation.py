@@ -17,6 +17,7 @@ from services.context import gateway_from_settings
 from services.create_payment import create_payment
 from services.errors import CreationOutcomePending
 from services.find_gateway_orphans import find_gateway_orphans
+from services.poll_status import poll_status
 from tests.integration.stack import PAYOUT_EMAIL, PAYOUT_PASSWORD, Stack, eventually
 
 # The gateway acts on POST /v1/payment and answers 500: the caller cannot tell it from "not made".
@@ -203,3 +204,34 @@ async def test_a_second_gateway_payment_with_our_order_id_but_another_price_is_n
 
         assert created.provider_payment_id not in (None, stranger.payment_id)
         assert created.pay_amount is not None
+
+
+async def test_a_create_payment_message_whose_first_answer_was_lost_ends_with_one_gateway_payment(
+    database_url, redis_namespace
+):
+    """Through the worker: the actor's retry (dramatiq's backoff) adopts what the first attempt made."""
+    async with Stack(database_url, redis_namespace, ipn=False, payouts=True) as stack:
+        request = _request("40.00")
+        await stack.sim_post("/sim/faults", LOST_ANSWER)
+        stack.actors.create_payment.send(**request.model_dump(mode="json"))
+
+        created = await stack.payment_for_request(request.request_id)
+        await stack.wait_idle()
+
+        made = await _gateway_payments(stack, created.id)
+        assert [str(p["payment_id"]) for p in made] == [created.provider_payment_id]
+        assert await _orphans(stack) == []
+
+
+async def test_a_poll_resuming_a_creation_adopts_what_the_lost_answer_made(database_url, redis_namespace):
+    async with Stack(database_url, redis_namespace, ipn=False, payouts=True, start_worker=False) as stack:
+        request = _request()
+        await stack.sim_post("/sim/faults", LOST_ANSWER)
+        with pytest.raises(GatewayTransientError):
+            await create_payment(stack.ctx, request)  # ... and its retry is never enqueued
+        recorded = await stack.payment_for_request(request.request_id, created=False)
+
+        await poll_status(stack.ctx, recorded.id)
+
+        made = await _gateway_payments(stack, recorded.id)
+        assert [str(p["payment_id"]) for p in made] == [(await stack.payment(recorded.id)).provider_payment_id]
