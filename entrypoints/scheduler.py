@@ -16,7 +16,7 @@ import redis
 import structlog
 
 from domain.payments import Payment
-from services.context import Enqueuer
+from services.context import Enqueuer, FollowUp, PartialSend
 from settings import Settings
 from storage import outbox, payments, withdrawals
 from storage.db import create_pool, transaction
@@ -35,11 +35,24 @@ async def poll_due_payments(pool: asyncpg.Pool, enqueue: Enqueuer, settings: Set
         due = await payments.claim_due(
             conn, limit=settings.payments_scheduler_batch, lease_seconds=claim_lease_seconds(settings)
         )
-    for payment in due:
-        await _enqueue_next(enqueue, payment)
+    stopped = await _send_all(enqueue, [_next_stage(payment) for payment in due])
+    if stopped is not None:
+        await _release_unsent(pool, due[stopped.sent :])
+        raise stopped.__cause__ or stopped
     if due:
         log.info("scheduler_enqueued", count=len(due))
     return len(due)
+
+
+async def _release_unsent(pool: asyncpg.Pool, unsent: list[Payment]) -> None:
+    """Claims whose poll was never sent fall due again at once (the lease alone would bring them back later)."""
+    try:
+        async with pool.acquire() as conn:
+            released = await payments.release_claims(conn, unsent)
+    except (OSError, asyncpg.PostgresError) as exc:
+        log.warning("scheduler_release_failed", count=len(unsent), error=type(exc).__name__)
+        return
+    log.warning("scheduler_enqueue_stopped", unsent=len(unsent), released=released)
 
 
 async def check_due_withdrawals(pool: asyncpg.Pool, enqueue: Enqueuer, settings: Settings) -> int:
@@ -48,8 +61,9 @@ async def check_due_withdrawals(pool: asyncpg.Pool, enqueue: Enqueuer, settings:
         due = await withdrawals.claim_due(
             conn, limit=settings.payments_scheduler_batch, lease_seconds=claim_lease_seconds(settings)
         )
-    for withdrawal in due:
-        await enqueue.process_withdrawal(withdrawal.id)
+    stopped = await _send_all(enqueue, [FollowUp("process_withdrawal", withdrawal.id) for withdrawal in due])
+    if stopped is not None:  # the claims' lease brings the unsent back
+        raise stopped.__cause__ or stopped
     if due:
         log.info("scheduler_enqueued_withdrawal_checks", count=len(due))
     return len(due)
@@ -64,19 +78,28 @@ async def enqueue_due_notifications(pool: asyncpg.Pool, enqueue: Enqueuer, setti
         subjects = await outbox.claim_due_subjects(
             conn, limit=settings.payments_scheduler_batch, requeue_after=settings.notify_requeue_after
         )
-    for subject_id in subjects:
-        await enqueue.deliver_notifications(subject_id)
+    stopped = await _send_all(enqueue, [FollowUp("deliver_notifications", s) for s in subjects])
+    if stopped is not None:  # the subjects' requeue time brings the unsent back
+        raise stopped.__cause__ or stopped
     if subjects:
         log.info("scheduler_enqueued_notifications", count=len(subjects))
     return len(subjects)
 
 
-async def _enqueue_next(enqueue: Enqueuer, payment: Payment) -> None:
+async def _send_all(enqueue: Enqueuer, follow_ups: list[FollowUp]) -> PartialSend | None:
+    """Send them all; None, or how far it got when the broker failed (the caller raises the broker's error)."""
+    try:
+        await enqueue.send_many(follow_ups)
+    except PartialSend as stopped:
+        return stopped
+    return None
+
+
+def _next_stage(payment: Payment) -> FollowUp:
     if payment.is_terminal or payment.final_at is not None:
         if payment.settled_at is None and payment.credit_usd:
-            await enqueue.settle_deposit(payment.id)
-            return
-    await enqueue.poll_status(payment.id)
+            return FollowUp("settle_deposit", payment.id)
+    return FollowUp("poll_status", payment.id)
 
 
 async def run_scheduler(

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Literal, NamedTuple, Protocol
 
 import asyncpg
 
@@ -11,9 +12,36 @@ from gateway.client import NowPaymentsClient
 from services.catalogue import CatalogueRefresher
 from settings import Settings
 
+Stage = Literal["poll_status", "settle_deposit", "process_withdrawal", "deliver_notifications"]
+
+
+class FollowUp(NamedTuple):
+    """One follow-up message: the stage to run and the payment, withdrawal or subject it runs on."""
+
+    stage: Stage
+    subject_id: str
+
+
+class PartialSend(Exception):
+    """`Enqueuer.send_many` stopped early: the first ``sent`` follow-ups were sent, the rest may not have been.
+
+    The broker's own error is the ``__cause__``.
+    """
+
+    def __init__(self, sent: int) -> None:
+        super().__init__(f"only the first {sent} follow-ups were sent")
+        self.sent = sent
+
 
 class Enqueuer(Protocol):
     """Sends follow-up messages. Implementations must be safe to call more than once per fact."""
+
+    async def send_many(self, follow_ups: Sequence[FollowUp]) -> None:
+        """Send each follow-up, in order, in as few broker round trips as the broker allows.
+
+        Raises `PartialSend` (caused by the broker's error) when it fails part of the way.
+        """
+        ...
 
     async def poll_status(self, payment_id: str) -> None: ...
 

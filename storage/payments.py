@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import fields
 from datetime import datetime
 from decimal import Decimal
@@ -198,6 +199,23 @@ async def claim_due(
     return [_from_row(row) for row in rows]
 
 
+async def release_claims(conn: asyncpg.Connection, claimed: Sequence[Payment]) -> int:
+    """Make claimed payments due now again, unless something moved their next look since `claim_due`.
+
+    For claims whose follow-up was never sent: the next tick takes them instead of waiting out the lease.
+    """
+    result = await conn.execute(
+        """
+        UPDATE payments p SET next_poll_at = now()
+          FROM unnest($1::text[], $2::timestamptz[]) AS c (id, leased_until)
+         WHERE p.id = c.id AND p.next_poll_at = c.leased_until
+        """,
+        [payment.id for payment in claimed],
+        [payment.next_poll_at for payment in claimed],
+    )
+    return int(result.split()[-1])
+
+
 async def list_held(conn: asyncpg.Connection, *, limit: int = 100) -> list[Payment]:
     """Payments an operator must look at: held for review, oldest first."""
     rows = await conn.fetch("SELECT * FROM payments WHERE hold_reason IS NOT NULL ORDER BY updated_at LIMIT $1", limit)
@@ -216,9 +234,7 @@ async def lock_batch(conn: asyncpg.Connection, payment_ids: list[str]) -> list[P
     return [_from_row(row) for row in rows]
 
 
-async def mark_settled_batch(
-    conn: asyncpg.Connection, settled: list[tuple[Payment, int, Decimal]]
-) -> list[Payment]:
+async def mark_settled_batch(conn: asyncpg.Connection, settled: list[tuple[Payment, int, Decimal]]) -> list[Payment]:
     """For each (payment, ledger transaction id, credit): the settled mark and its ``settle`` event.
 
     One UPDATE and one INSERT for the whole batch; the rows must be locked by this transaction.

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any
 
 import dramatiq
 
-from services.context import Enqueuer
+from services.context import Enqueuer, FollowUp
+from workers.batch import enqueue_many
 
 # The notification actor's contract names (declared in workers/notification_actors.py).
 QUEUE_DELIVER_NOTIFICATIONS = "deliver-notifications"
@@ -24,6 +26,19 @@ class ActorEnqueuer(Enqueuer):
         actor = self._broker.get_actor(actor_name)
         return await asyncio.to_thread(actor.send, *args, **kwargs)
 
+    def message(self, follow_up: FollowUp) -> dramatiq.Message:
+        """The message ``follow_up`` is sent as, exactly as its actor's ``send`` (or the send by name) builds it."""
+        stage, subject_id = follow_up
+        if stage == ACTOR_DELIVER_NOTIFICATIONS:
+            return _notification_message(subject_id)
+        return self._broker.get_actor(stage).message(subject_id)
+
+    async def send_many(self, follow_ups: Sequence[FollowUp]) -> None:
+        """All of ``follow_ups`` in pipelined chunks (Redis) or one after another on one thread (RabbitMQ)."""
+        if follow_ups:
+            messages = [self.message(follow_up) for follow_up in follow_ups]
+            await asyncio.to_thread(enqueue_many, self._broker, messages)
+
     async def poll_status(self, payment_id: str) -> None:
         await self.send("poll_status", payment_id)
 
@@ -35,11 +50,14 @@ class ActorEnqueuer(Enqueuer):
 
     async def deliver_notifications(self, subject_id: str) -> None:
         # Sent by name, so processes that never declare the notification actor (web, scheduler) can send it.
-        message = dramatiq.Message(
-            queue_name=QUEUE_DELIVER_NOTIFICATIONS,
-            actor_name=ACTOR_DELIVER_NOTIFICATIONS,
-            args=(subject_id,),
-            kwargs={},
-            options={},
-        )
-        await asyncio.to_thread(self._broker.enqueue, message)
+        await asyncio.to_thread(self._broker.enqueue, _notification_message(subject_id))
+
+
+def _notification_message(subject_id: str) -> dramatiq.Message:
+    return dramatiq.Message(
+        queue_name=QUEUE_DELIVER_NOTIFICATIONS,
+        actor_name=ACTOR_DELIVER_NOTIFICATIONS,
+        args=(subject_id,),
+        kwargs={},
+        options={},
+    )

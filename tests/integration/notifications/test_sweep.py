@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import asyncpg
 import pytest
 
 from domain.errors import InvalidRequest
 from entrypoints.scheduler import enqueue_due_notifications
+from services.context import FollowUp
 from tests.integration.notifications.helpers import delivery_settings, visible_ids, write_story
 from tests.integration.notifications.receiver import new_secret
 from workers.notification_actors import subject_id_message
@@ -20,6 +23,11 @@ class RecordingEnqueuer:
 
     async def deliver_notifications(self, subject_id: str) -> None:
         self.subjects.append(subject_id)
+
+    async def send_many(self, follow_ups: Sequence[FollowUp]) -> None:
+        for stage, subject_id in follow_ups:
+            assert stage == "deliver_notifications"
+            await self.deliver_notifications(subject_id)
 
 
 async def test_each_due_subject_is_enqueued_once_until_its_requeue_time(pool: asyncpg.Pool, database_url: str) -> None:

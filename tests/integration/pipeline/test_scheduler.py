@@ -7,7 +7,7 @@ scheduler is given), not the broker. Everything in the database is real.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -15,6 +15,7 @@ import asyncpg
 import pytest
 
 from entrypoints.scheduler import claim_lease_seconds, poll_due_payments
+from services.context import FollowUp, PartialSend
 from settings import Settings, load_settings
 from storage import payments
 from storage.db import create_pool
@@ -32,6 +33,14 @@ class RecordingEnqueuer:
 
     async def settle_deposit(self, payment_id: str) -> None:
         self.calls.append(("settle_deposit", payment_id))
+
+    async def send_many(self, follow_ups: Sequence[FollowUp]) -> None:
+        """Each follow-up through the one-at-a-time methods above, stopping at the first that fails."""
+        for sent, (stage, payment_id) in enumerate(follow_ups):
+            try:
+                await getattr(self, stage)(payment_id)
+            except Exception as exc:
+                raise PartialSend(sent) from exc
 
     @property
     def ids(self) -> list[str]:
