@@ -1,7 +1,8 @@
 """Apply a gateway snapshot to a payment: the one path shared by poll-status and the IPN endpoint.
 
 The decision is `domain.payment_news.plan_payment_news`; this use case locks the payment, writes the
-plan (update and events) in one transaction, and enqueues settle-deposit after commit when it is due
+plan (update and events) in one transaction of few round trips (lock and read with the coin's precision;
+update with its events; each announcement), and enqueues settle-deposit after commit when it is due
 (the scheduler re-enqueues it if this process dies first).
 """
 
@@ -28,7 +29,7 @@ from services import announce
 from services.context import StageContext
 from services.errors import UnknownPayment
 from settings import Settings
-from storage import currencies, payments
+from storage import payments
 from storage.db import transaction
 
 log = structlog.get_logger(__name__)
@@ -82,20 +83,20 @@ async def apply_gateway_status(
 ) -> ApplyResult:
     """Move the payment named by ``snapshot`` forward, in one transaction; enqueue settlement if due."""
     async with transaction(ctx.pool) as conn:
-        payment = await payments.get_by_provider_id(conn, snapshot.payment_id, for_update=True)
-        if payment is None or (snapshot.order_id and snapshot.order_id != payment.id):
+        found = await payments.lock_by_provider_id(conn, snapshot.payment_id)
+        if found is None or (snapshot.order_id and snapshot.order_id != found[0].id):
             raise UnknownPayment(
                 f"no payment with provider id {snapshot.payment_id!r} and order id {snapshot.order_id!r}"
             )
+        payment, precision = found
         news = news_from(snapshot)
-        coin = await currencies.get_currency(conn, payment.currency_code)
         plan = plan_payment_news(
             payment,
             news,
             now=datetime.now(UTC),
             policy=payment_policy(ctx.settings),
             polled=polled,
-            precision=coin.precision if coin else None,
+            precision=precision,
         )
         _log_reading(payment, news, plan, source)
         updated = await _write(conn, payment, plan, source)
@@ -105,19 +106,21 @@ async def apply_gateway_status(
 
 
 async def _write(conn: asyncpg.Connection, payment: Payment, plan: PaymentPlan, source: str) -> Payment:
+    """The update and its events in one statement, then each event's announcement (from the row as written)."""
     if plan.update.is_empty:
         return payment
-    updated = await payments.update_payment(conn, payment.id, plan.update)
-    for event in plan.events:
-        await payments.add_event(
-            conn,
-            payment.id,
+    rows = [
+        payments.NewEvent(
             source=source,
             from_status=event.from_status.value,
             to_status=event.to_status.value,
             gateway_status=event.gateway_status,
             detail=dict(event.detail),
         )
+        for event in plan.events
+    ]
+    updated = await payments.update_with_events(conn, payment.id, plan.update, rows)
+    for event in plan.events:
         if event.kind is EventKind.STATUS_CHANGED:
             await announce.payment_status(conn, updated)
             log.info(

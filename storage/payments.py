@@ -6,12 +6,12 @@ from collections.abc import Sequence
 from dataclasses import fields
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 
 from domain.payments import Payment, PaymentStatus, PaymentUpdate
-from storage.db import update_by_id
+from storage.db import dump_json, set_clause, update_by_id
 from storage.pages import Page, Position, fetch_page
 
 # The columns an update may name are exactly PaymentUpdate's fields, each a column of payments.
@@ -79,6 +79,25 @@ async def get_by_provider_id(
     sql = "SELECT * FROM payments WHERE provider_payment_id = $1" + (" FOR UPDATE" if for_update else "")
     row = await conn.fetchrow(sql, provider_payment_id)
     return _from_row(row) if row else None
+
+
+async def lock_by_provider_id(conn: asyncpg.Connection, provider_payment_id: str) -> tuple[Payment, int | None] | None:
+    """The payment with this gateway id, locked (FOR UPDATE), and its coin's precision, in one round trip."""
+    row = await conn.fetchrow(
+        """
+        SELECT p.*, c.precision AS coin_precision
+          FROM payments p LEFT JOIN currencies c ON c.code = p.currency_code
+         WHERE p.provider_payment_id = $1
+           FOR UPDATE OF p
+        """,
+        provider_payment_id,
+    )
+    if row is None:
+        return None
+    values = dict(row)
+    precision = values.pop("coin_precision")
+    values["status"] = PaymentStatus(values["status"])
+    return Payment(**values), precision
 
 
 async def claim_creation(conn: asyncpg.Connection, payment_id: str, *, lease_seconds: float) -> Payment | None:
@@ -160,6 +179,47 @@ async def add_event(
         gateway_status,
         detail,
     )
+
+
+class NewEvent(NamedTuple):
+    """A ``payment_events`` row to write with an update."""
+
+    source: str
+    from_status: str | None
+    to_status: str | None
+    gateway_status: str | None
+    detail: dict[str, Any] | None
+
+
+async def update_with_events(
+    conn: asyncpg.Connection, payment_id: str, update: PaymentUpdate, events: Sequence[NewEvent]
+) -> Payment:
+    """`update_payment` and `add_event` for each of ``events`` (in order), in one statement; the new row."""
+    assignments, values = set_clause("payments", update.changes(), updatable=_UPDATABLE, first_parameter=7)
+    row = await conn.fetchrow(
+        f"""
+        WITH moved AS (
+            UPDATE payments SET {assignments}updated_at = now() WHERE id = $1 RETURNING *
+        ), logged AS (
+            INSERT INTO payment_events (payment_id, source, from_status, to_status, gateway_status, detail)
+            SELECT moved.id, e.source, e.from_status, e.to_status, e.gateway_status, e.detail::jsonb
+              FROM moved, unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
+                          WITH ORDINALITY AS e (source, from_status, to_status, gateway_status, detail, n)
+             ORDER BY e.n
+        )
+        SELECT * FROM moved
+        """,
+        payment_id,
+        [event.source for event in events],
+        [event.from_status for event in events],
+        [event.to_status for event in events],
+        [event.gateway_status for event in events],
+        [None if event.detail is None else dump_json(event.detail) for event in events],
+        *values,
+    )
+    if row is None:
+        raise LookupError(f"payments row {payment_id} does not exist")
+    return _from_row(row)
 
 
 async def list_events(conn: asyncpg.Connection, payment_id: str) -> list[dict[str, Any]]:

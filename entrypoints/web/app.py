@@ -41,7 +41,10 @@ def create_process_app(settings: Settings) -> web.Application:
 
     async def resources(_: web.Application) -> AsyncIterator[None]:
         pool = await create_pool(
-            settings.database_url.get_secret_value(), min_size=settings.db_pool_min, max_size=settings.db_pool_max
+            settings.database_url.get_secret_value(),
+            min_size=settings.db_pool_min,
+            max_size=settings.db_pool_max,
+            reset_session=False,  # no handler keeps session state: skip the reset round trip per request
         )
         broker = build_broker(settings)
         declare_actors(broker)
