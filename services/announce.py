@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 
-from domain.notifications import EventType, deposit_status_event
+from domain.notifications import EventType, NewEvent, build_event, deposit_status_event
 from domain.payments import Payment
 from domain.rejections import Rejection
 from domain.withdrawals import Withdrawal, WithdrawalStatus
@@ -31,15 +31,33 @@ _WITHDRAWAL_EVENTS: dict[WithdrawalStatus, EventType] = {
 }
 
 
+def status_fact(payment: Payment) -> tuple[EventType, str]:
+    """The event and fact of ``payment`` reaching its status: statuses only move forward, so once each."""
+    event = deposit_status_event(payment.status)
+    return event, event.value
+
+
+def held_fact(payment: Payment) -> tuple[EventType, str]:
+    """The event and fact of ``payment`` held for an operator: each distinct reason is announced once."""
+    return EventType.DEPOSIT_HELD, f"held:{payment.hold_reason}"
+
+
+def payment_events(payment: Payment, facts: Sequence[tuple[EventType, str]]) -> list[tuple[NewEvent, str]]:
+    """The events (and their dedupe keys) announcing ``facts`` of ``payment``, for the caller to write with it."""
+    view, now = payment_view(payment), datetime.now(UTC)
+    return [(build_event(event, view, now=now), f"{payment.id}:{fact}") for event, fact in facts]
+
+
 async def payment_status(conn: asyncpg.Connection, payment: Payment) -> None:
     """``payment`` (as just written) reached its status: statuses only move forward, so once each."""
-    event = deposit_status_event(payment.status)
-    await _payment(conn, event, payment, fact=event.value)
+    event, fact = status_fact(payment)
+    await _payment(conn, event, payment, fact=fact)
 
 
 async def payment_held(conn: asyncpg.Connection, payment: Payment) -> None:
     """``payment`` was just held for an operator; each distinct reason is announced once."""
-    await _payment(conn, EventType.DEPOSIT_HELD, payment, fact=f"held:{payment.hold_reason}")
+    event, fact = held_fact(payment)
+    await _payment(conn, event, payment, fact=fact)
 
 
 async def payment_credited(conn: asyncpg.Connection, payment: Payment, ledger_transaction_id: int) -> None:

@@ -8,7 +8,7 @@ update with its events; each announcement), and enqueues settle-deposit after co
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -28,6 +28,7 @@ from gateway.models import GatewayPayment
 from services import announce
 from services.context import StageContext
 from services.errors import UnknownPayment
+from services.views import payment_view
 from settings import Settings
 from storage import payments
 from storage.db import transaction
@@ -78,51 +79,90 @@ class ApplyResult:
     settle_due: bool
 
 
+class _PredictionMissed(Exception):
+    """The row as written would not be announced as predicted (its transaction is rolled back)."""
+
+
 async def apply_gateway_status(
     ctx: StageContext, snapshot: GatewayPayment, *, source: str, polled: bool = False
 ) -> ApplyResult:
     """Move the payment named by ``snapshot`` forward, in one transaction; enqueue settlement if due."""
-    async with transaction(ctx.pool) as conn:
-        found = await payments.lock_by_provider_id(conn, snapshot.payment_id)
-        if found is None or (snapshot.order_id and snapshot.order_id != found[0].id):
-            raise UnknownPayment(
-                f"no payment with provider id {snapshot.payment_id!r} and order id {snapshot.order_id!r}"
-            )
-        payment, precision = found
-        news = news_from(snapshot)
-        plan = plan_payment_news(
-            payment,
-            news,
-            now=datetime.now(UTC),
-            policy=payment_policy(ctx.settings),
-            polled=polled,
-            precision=precision,
-        )
-        _log_reading(payment, news, plan, source)
-        updated = await _write(conn, payment, plan, source)
+    try:
+        payment, updated, plan = await _apply(ctx, snapshot, source, polled, predict=True)
+    except _PredictionMissed:
+        log.info("payment_announcement_rebuilt", provider_payment_id=snapshot.payment_id)
+        payment, updated, plan = await _apply(ctx, snapshot, source, polled, predict=False)
     if plan.settle_due:
         await ctx.enqueue.settle_deposit(payment.id)
     return ApplyResult(updated, changed=updated is not payment, settle_due=plan.settle_due)
 
 
-async def _write(conn: asyncpg.Connection, payment: Payment, plan: PaymentPlan, source: str) -> Payment:
-    """The update and its events in one statement, then each event's announcement (from the row as written)."""
+async def _apply(
+    ctx: StageContext, snapshot: GatewayPayment, source: str, polled: bool, *, predict: bool
+) -> tuple[Payment, Payment, PaymentPlan]:
+    """Lock, decide, write: the payment as it was, as it is now, and the plan that moved it."""
+    async with transaction(ctx.pool) as conn:
+        locked = await payments.lock_by_provider_id(conn, snapshot.payment_id)
+        if locked is None or (snapshot.order_id and snapshot.order_id != locked.payment.id):
+            raise UnknownPayment(
+                f"no payment with provider id {snapshot.payment_id!r} and order id {snapshot.order_id!r}"
+            )
+        news = news_from(snapshot)
+        plan = plan_payment_news(
+            locked.payment,
+            news,
+            now=datetime.now(UTC),
+            policy=payment_policy(ctx.settings),
+            polled=polled,
+            precision=locked.precision,
+        )
+        _log_reading(locked.payment, news, plan, source)
+        updated = await _write(conn, locked, plan, source, predict=predict)
+    return locked.payment, updated, plan
+
+
+async def _write(
+    conn: asyncpg.Connection, locked: payments.Locked, plan: PaymentPlan, source: str, *, predict: bool
+) -> Payment:
+    """The update, its events and their announcements in one statement.
+
+    The announcements show the row as written: predicted as the update applied to the locked row with
+    ``updated_at`` = the transaction's now(), and checked against what the statement returns. A miss (a
+    value the column stores differently) raises `_PredictionMissed`; the retry (``predict=False``) writes
+    first and announces from the returned row.
+    """
+    payment = locked.payment
     if plan.update.is_empty:
         return payment
     rows = [
         payments.NewEvent(
-            source=source,
-            from_status=event.from_status.value,
-            to_status=event.to_status.value,
-            gateway_status=event.gateway_status,
-            detail=dict(event.detail),
+            source, event.from_status.value, event.to_status.value, event.gateway_status, dict(event.detail)
         )
         for event in plan.events
     ]
-    updated = await payments.update_with_events(conn, payment.id, plan.update, rows)
+    if not predict:
+        updated = await payments.update_with_events(conn, payment.id, plan.update, rows)
+        for event in plan.events:
+            announce_fact = announce.payment_status if event.kind is EventKind.STATUS_CHANGED else announce.payment_held
+            await announce_fact(conn, updated)
+        _log_events(payment, plan, source)
+        return updated
+    predicted = replace(payment, **plan.update.changes(), updated_at=locked.now)
+    facts = [
+        announce.status_fact(predicted) if event.kind is EventKind.STATUS_CHANGED else announce.held_fact(predicted)
+        for event in plan.events
+    ]
+    announcements = announce.payment_events(predicted, facts)
+    updated = await payments.update_with_events(conn, payment.id, plan.update, rows, announcements)
+    if payment_view(updated) != payment_view(predicted):
+        raise _PredictionMissed
+    _log_events(payment, plan, source)
+    return updated
+
+
+def _log_events(payment: Payment, plan: PaymentPlan, source: str) -> None:
     for event in plan.events:
         if event.kind is EventKind.STATUS_CHANGED:
-            await announce.payment_status(conn, updated)
             log.info(
                 "payment_status_changed",
                 payment_id=payment.id,
@@ -131,9 +171,7 @@ async def _write(conn: asyncpg.Connection, payment: Payment, plan: PaymentPlan, 
                 source=source,
             )
         else:
-            await announce.payment_held(conn, updated)
             log.warning("payment_held_for_review", payment_id=payment.id, reason=event.detail["hold_reason"])
-    return updated
 
 
 def _log_reading(payment: Payment, news: PaymentNews, plan: PaymentPlan, source: str) -> None:

@@ -10,6 +10,7 @@ from typing import Any, NamedTuple
 
 import asyncpg
 
+from domain.notifications import NewEvent as Announcement
 from domain.payments import Payment, PaymentStatus, PaymentUpdate
 from storage.db import dump_json, set_clause, update_by_id
 from storage.pages import Page, Position, fetch_page
@@ -81,11 +82,17 @@ async def get_by_provider_id(
     return _from_row(row) if row else None
 
 
-async def lock_by_provider_id(conn: asyncpg.Connection, provider_payment_id: str) -> tuple[Payment, int | None] | None:
-    """The payment with this gateway id, locked (FOR UPDATE), and its coin's precision, in one round trip."""
+class Locked(NamedTuple):
+    payment: Payment
+    precision: int | None  # of the payment's coin, when the catalogue knows it
+    now: datetime  # the transaction's now(): what ``updated_at = now()`` writes in it
+
+
+async def lock_by_provider_id(conn: asyncpg.Connection, provider_payment_id: str) -> Locked | None:
+    """The payment with this gateway id, locked (FOR UPDATE), with its coin's precision, in one round trip."""
     row = await conn.fetchrow(
         """
-        SELECT p.*, c.precision AS coin_precision
+        SELECT p.*, c.precision AS coin_precision, now() AS transaction_now
           FROM payments p LEFT JOIN currencies c ON c.code = p.currency_code
          WHERE p.provider_payment_id = $1
            FOR UPDATE OF p
@@ -95,9 +102,9 @@ async def lock_by_provider_id(conn: asyncpg.Connection, provider_payment_id: str
     if row is None:
         return None
     values = dict(row)
-    precision = values.pop("coin_precision")
+    precision, now = values.pop("coin_precision"), values.pop("transaction_now")
     values["status"] = PaymentStatus(values["status"])
-    return Payment(**values), precision
+    return Locked(Payment(**values), precision, now)
 
 
 async def claim_creation(conn: asyncpg.Connection, payment_id: str, *, lease_seconds: float) -> Payment | None:
@@ -182,7 +189,7 @@ async def add_event(
 
 
 class NewEvent(NamedTuple):
-    """A ``payment_events`` row to write with an update."""
+    """A ``payment_events`` row to write with an update (not an announcement: that is an outbox event)."""
 
     source: str
     from_status: str | None
@@ -192,10 +199,16 @@ class NewEvent(NamedTuple):
 
 
 async def update_with_events(
-    conn: asyncpg.Connection, payment_id: str, update: PaymentUpdate, events: Sequence[NewEvent]
+    conn: asyncpg.Connection,
+    payment_id: str,
+    update: PaymentUpdate,
+    events: Sequence[NewEvent],
+    announcements: Sequence[tuple[Announcement, str]] = (),
 ) -> Payment:
-    """`update_payment` and `add_event` for each of ``events`` (in order), in one statement; the new row."""
-    assignments, values = set_clause("payments", update.changes(), updatable=_UPDATABLE, first_parameter=7)
+    """`update_payment`, `add_event` for each of ``events`` and `outbox.add_event` for each (event, dedupe key)
+    of ``announcements``, in order, in one statement; the new row."""
+    assignments, values = set_clause("payments", update.changes(), updatable=_UPDATABLE, first_parameter=13)
+    announced = [event for event, _ in announcements]
     row = await conn.fetchrow(
         f"""
         WITH moved AS (
@@ -206,6 +219,13 @@ async def update_with_events(
               FROM moved, unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
                           WITH ORDINALITY AS e (source, from_status, to_status, gateway_status, detail, n)
              ORDER BY e.n
+        ), announced AS (
+            INSERT INTO outbox_events (id, type, subject_id, dedupe_key, payload, created_at)
+            SELECT a.id, a.type, a.subject_id, a.dedupe_key, a.payload, a.created_at
+              FROM moved, unnest($7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::timestamptz[])
+                          WITH ORDINALITY AS a (id, type, subject_id, dedupe_key, payload, created_at, n)
+             ORDER BY a.n
+            ON CONFLICT (dedupe_key) DO NOTHING
         )
         SELECT * FROM moved
         """,
@@ -215,6 +235,12 @@ async def update_with_events(
         [event.to_status for event in events],
         [event.gateway_status for event in events],
         [None if event.detail is None else dump_json(event.detail) for event in events],
+        [event.id for event in announced],
+        [event.type.value for event in announced],
+        [event.subject_id for event in announced],
+        [key for _, key in announcements],
+        [event.payload for event in announced],
+        [event.created_at for event in announced],
         *values,
     )
     if row is None:
