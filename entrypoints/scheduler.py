@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import asyncpg
 import redis
@@ -102,17 +103,35 @@ def _next_stage(payment: Payment) -> FollowUp:
     return FollowUp("poll_status", payment.id)
 
 
+async def sweep_every(interval_s: float, sweep: Callable[[], object], stop: asyncio.Event) -> None:
+    """Run the blocking ``sweep`` every ``interval_s`` until ``stop`` is set, on a thread of its own: a slow
+    tick, a full default executor or a slow sweep never delays the next one by more than the sweep itself."""
+    loop = asyncio.get_running_loop()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dead-worker-sweep") as executor:
+        while not stop.is_set():
+            try:
+                await loop.run_in_executor(executor, sweep)
+            except Exception:  # never let one bad sweep end recovery for good
+                log.exception("dead_worker_sweep_crashed")
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=interval_s)
+            except TimeoutError:
+                pass
+
+
 async def run_scheduler(
     settings: Settings,
     enqueue: Enqueuer,
     *,
     stop: asyncio.Event | None = None,
     requeue_dead_workers: Callable[[], object] | None = None,
+    sweep_interval_s: float = 1.0,
 ) -> None:
     """Tick until ``stop`` is set (SIGTERM/SIGINT set it when run as a process).
 
-    ``requeue_dead_workers`` (blocking; run on a thread once per tick) puts the messages of worker
-    processes that stopped heartbeating back on their queues (workers/recovery.py).
+    ``requeue_dead_workers`` (blocking) puts the messages of worker processes that stopped heartbeating
+    back on their queues (workers/recovery.py); it runs every ``sweep_interval_s`` on its own timer and
+    thread, whatever the tick length and however long a tick takes.
     """
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -130,12 +149,22 @@ async def run_scheduler(
             loop.add_signal_handler(sig, on_stop_signal)
         except (NotImplementedError, RuntimeError):  # not the main thread (tests)
             break
+    sweeping = None
+    if requeue_dead_workers is not None:
+        sweeping = asyncio.create_task(sweep_every(sweep_interval_s, requeue_dead_workers, stop))
+    try:
+        await _tick_until_stopped(settings, enqueue, stop)
+    finally:
+        stop.set()
+        if sweeping is not None:
+            await sweeping
+
+
+async def _tick_until_stopped(settings: Settings, enqueue: Enqueuer, stop: asyncio.Event) -> None:
     pool = await create_pool(settings.database_url.get_secret_value(), min_size=1, max_size=2)
     log.info("scheduler_started", tick_seconds=settings.payments_scheduler_tick)
     try:
         while not stop.is_set():
-            if requeue_dead_workers is not None:
-                await asyncio.to_thread(requeue_dead_workers)
             try:
                 count = max(
                     await poll_due_payments(pool, enqueue, settings),

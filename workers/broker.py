@@ -13,14 +13,15 @@ from dramatiq.errors import ConnectionClosed, DecodeError
 from dramatiq.middleware import CurrentMessage, Middleware
 
 from settings import Settings
-from workers.recovery import HEARTBEAT_TIMEOUT_MS, WorkerHeartbeat
+from workers.recovery import FALLBACK_HEARTBEAT_TIMEOUT_MS, WorkerHeartbeat
 from workers.runtime import StageRuntime
 from workers.stopping import IN_FLIGHT
 
 log = structlog.get_logger(__name__)
 
 # dramatiq re-queues a dead worker's messages only during "maintenance", run on a random share of
-# broker calls (0.1 % by default). 1 % brings recovery on a quiet queue down from tens of minutes.
+# broker calls (0.1 % by default). The scheduler's sweeper does it every second (workers/recovery.py);
+# this 1 % is the fallback when no scheduler runs (60 s timeout, then a minute or two on a quiet queue).
 MAINTENANCE_CHANCE = 10_000  # per million broker calls
 MAX_LOGGED_BODY = 200
 
@@ -188,7 +189,7 @@ def build_broker(
             client=redis.Redis.from_url(settings.broker_dsn, **settings.redis_options),
             namespace=namespace,
             maintenance_chance=MAINTENANCE_CHANCE,
-            heartbeat_timeout=HEARTBEAT_TIMEOUT_MS,
+            heartbeat_timeout=FALLBACK_HEARTBEAT_TIMEOUT_MS,  # the scheduler's sweeper judges in 5 s
         )
     broker.add_middleware(CurrentMessage())
     if runtime is not None:

@@ -1,30 +1,39 @@
-"""Bounded recovery of a dead worker's messages.
+"""Bounded recovery of a dead worker process's messages.
 
-dramatiq's Redis broker keeps every fetched-but-unacked message in an ack set named after the
-worker process (``<ns>:__acks__.<broker_id>.<queue>``) and records each process's last broker call
-in the sorted set ``<ns>:__heartbeats__``. It moves a dead process's messages back onto their
-queues only during "maintenance", run on a random share of broker calls once the process has
-missed its heartbeat for ``heartbeat_timeout``: 66-75 s with the defaults, and unbounded on a
-quiet queue. Two changes make it bounded and deterministic:
+dramatiq's Redis broker keeps every fetched-but-unacked message in an ack set named after the worker
+process (``<ns>:__acks__.<broker_id>.<queue>``) and records each process's last broker call in the
+sorted set ``<ns>:__heartbeats__``. On its own it moves a dead process's messages back only during
+"maintenance", run on a random share of broker calls once the process has been silent for the
+broker's ``heartbeat_timeout``, and it puts them at the *tail* of their queue (``rpush`` in its
+dispatch.lua), behind any backlog. Here:
 
-- every worker process beats at least every ``HEARTBEAT_INTERVAL_S`` from a thread of its own
-  (``WorkerHeartbeat``), so a live process is never taken for dead even when all its worker
-  threads are busy with long messages and its consumers fetch nothing, and the broker's
-  ``heartbeat_timeout`` can be short (``HEARTBEAT_TIMEOUT_MS``);
-- the scheduler forces one maintenance pass per queue (and delay queue) on every tick
-  (``requeue_dead_workers``), so a dead process's messages are back on their queue at most one
-  tick after its heartbeat went stale, whatever the traffic.
+- every worker process beats every ``HEARTBEAT_INTERVAL_S`` (1 s) from a thread of its own
+  (``WorkerHeartbeat``), from boot until its worker has fully stopped (draining included), so a live
+  process is never silent for long, however busy its worker threads or its consumers are;
+- the scheduler runs ``DeadWorkerSweeper.sweep`` on its own timer every ``SWEEP_INTERVAL_S`` (1 s),
+  whatever its tick does: processes silent for ``HEARTBEAT_TIMEOUT_MS`` (5 s, five missed beats) are
+  dead, and every message they held goes back to the *head* of its queue (one atomic script over all
+  queues and their delay queues), where the next fetch of any live worker takes it before the backlog;
+- a process is judged only after Redis has answered the sweeper without a break (and promptly) for a
+  whole timeout (domain/worker_liveness.py): after an outage every live process's beat is as old as the
+  outage, and judging at once would requeue everything they hold (a storm of duplicates);
+- dramatiq's own random maintenance stays as a fallback for when no scheduler runs, with dramatiq's
+  60 s timeout (``FALLBACK_HEARTBEAT_TIMEOUT_MS``), so it cannot cause that storm after short outages.
 
-Bound: ``HEARTBEAT_TIMEOUT_MS`` + one scheduler tick + one consumer poll (``worker_timeout``, 1 s),
-i.e. 8 + 2 + 1 = 11 s with the defaults. Delivery stays at least once: a process that was only
-cut off from Redis for longer than the timeout may see its messages run a second time elsewhere,
-which every stage tolerates.
+Bound, from the kill until a live worker has the message: the last beat is at most the kill, so the
+process is dead 5 s after it; the next sweep comes within 1 s; a consumer fetches within its poll
+(``worker_timeout``, 1 s): 5 + 1 + 1 = 7 s, then the message's own run (its gateway calls). Add 5 s
+when the scheduler has just started or Redis has just come back. Delivery stays at least once: a
+process cut off from Redis for more than 5 s may see its messages run a second time elsewhere, which
+every stage tolerates.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -32,11 +41,41 @@ import structlog
 from dramatiq.common import current_millis, dq_name
 from dramatiq.middleware import Middleware
 
+from domain.worker_liveness import may_judge_liveness, reachable_since_after
+
 log = structlog.get_logger(__name__)
 
-HEARTBEAT_TIMEOUT_MS = 8_000
 HEARTBEAT_INTERVAL_S = 1.0
-_NOOP_COMMAND = "requeue"  # with no message ids the dispatch script's requeue does nothing but maintenance
+HEARTBEAT_TIMEOUT_MS = 5_000  # the sweeper's: five missed beats
+FALLBACK_HEARTBEAT_TIMEOUT_MS = 60_000  # dramatiq's random maintenance (its default): only if no scheduler runs
+SWEEP_INTERVAL_S = 1.0
+
+# KEYS[1] namespace; ARGV[1] cutoff (ms: a process whose last beat is at or before it is dead); ARGV[2..] queues.
+# Same keys and rules as dramatiq's dispatch.lua maintenance, except that messages go back to the head.
+_SWEEP_SCRIPT = """
+local namespace = KEYS[1]
+local heartbeats = namespace .. ":__heartbeats__"
+local dead = redis.call("zrangebyscore", heartbeats, 0, ARGV[1])
+local moved = 0
+for _, worker in ipairs(dead) do
+    local acks = namespace .. ":__acks__." .. worker
+    for i = 2, #ARGV do
+        local queue = namespace .. ":" .. ARGV[i]
+        local held = acks .. "." .. ARGV[i]
+        for _, message_id in ipairs(redis.call("smembers", held)) do
+            if redis.call("hexists", queue .. ".msgs", message_id) == 1 then
+                redis.call("lpush", queue, message_id)
+                moved = moved + 1
+            end
+        end
+        redis.call("del", held)
+    end
+    if next(redis.call("keys", acks .. ".*")) == nil then
+        redis.call("zrem", heartbeats, worker)
+    end
+end
+return {#dead, moved}
+"""
 
 
 def heartbeats_key(namespace: str) -> str:
@@ -44,7 +83,8 @@ def heartbeats_key(namespace: str) -> str:
 
 
 class WorkerHeartbeat(Middleware):
-    """Keeps a worker process's heartbeat fresh from its own thread, independent of message traffic."""
+    """Keeps a worker process's heartbeat fresh from its own thread, independent of message traffic,
+    from worker boot until the worker has stopped (after draining)."""
 
     def __init__(self, interval_s: float = HEARTBEAT_INTERVAL_S) -> None:
         self.interval_s = interval_s
@@ -56,9 +96,11 @@ class WorkerHeartbeat(Middleware):
         self._thread = threading.Thread(target=self._beat_until_stopped, args=(broker,), daemon=True, name="heartbeat")
         self._thread.start()
 
-    def before_worker_shutdown(self, broker: Any, worker: Any) -> None:
-        # The process still heartbeats through its own broker calls while it drains.
+    def after_worker_shutdown(self, broker: Any, worker: Any) -> None:
+        # Not before: a process draining long messages is alive and must not be taken for dead.
         self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
 
     def _beat_until_stopped(self, broker: Any) -> None:
         while not self._stop.wait(self.interval_s):
@@ -68,31 +110,61 @@ class WorkerHeartbeat(Middleware):
                 log.warning("worker_heartbeat_failed", error=type(exc).__name__)
 
 
-def requeue_dead_workers(broker: Any, queue_names: Iterable[str]) -> bool:
-    """Run dramatiq's maintenance once on every queue and its delay queue: messages held by worker
-    processes whose heartbeat is older than the broker's ``heartbeat_timeout`` go back on their queue.
+@dataclass(frozen=True)
+class SweepResult:
+    dead_processes: int
+    requeued: int
 
-    Idempotent and safe from any number of schedulers at once (each pass is one atomic Lua script).
-    Returns False when Redis did not answer (the next tick tries again).
+
+class DeadWorkerSweeper:
+    """Puts the messages of worker processes silent for ``timeout_ms`` back at the head of their queues.
+
+    Run by the scheduler every ``SWEEP_INTERVAL_S``. Idempotent and safe from any number of schedulers at
+    once (each sweep is one atomic script). Judges nobody until Redis has answered it promptly, without a
+    break, for a whole timeout (after its start, an outage or a stall).
     """
-    dispatch = broker.scripts["dispatch"]
-    try:
-        for queue_name in sorted(queue_names):
-            for name in (queue_name, dq_name(queue_name)):
-                dispatch(
-                    keys=[broker.namespace],
-                    args=[
-                        _NOOP_COMMAND,
-                        current_millis(),
-                        name,
-                        broker.broker_id,
-                        broker.heartbeat_timeout,
-                        broker.dead_message_ttl,
-                        1,  # do maintenance
-                        broker._max_unpack_size(),
-                    ],
+
+    def __init__(
+        self,
+        broker: Any,
+        queue_names: Iterable[str],
+        *,
+        timeout_ms: int = HEARTBEAT_TIMEOUT_MS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.broker = broker
+        self.queues = sorted({name for queue in queue_names for name in (queue, dq_name(queue))})
+        self.timeout_ms = timeout_ms
+        self._clock = clock
+        self._reachable_since: float | None = None
+        self._script = broker.client.register_script(_SWEEP_SCRIPT)
+
+    def sweep(self) -> SweepResult | None:
+        """One sweep; None when nobody was judged (Redis did not answer, or not for long enough yet)."""
+        started = self._clock()
+        judge = may_judge_liveness(self._reachable_since, started, self.timeout_ms / 1000)
+        result = None
+        try:
+            if judge:
+                dead, moved = self._script(
+                    keys=[self.broker.namespace], args=[self._cutoff_ms(), *self.queues], client=self.broker.client
                 )
-    except redis.RedisError as exc:
-        log.warning("requeue_pass_failed", error=type(exc).__name__)
-        return False
-    return True
+                result = SweepResult(int(dead), int(moved))
+            else:
+                self.broker.client.ping()
+        except redis.RedisError as exc:
+            log.warning("dead_worker_sweep_failed", error=type(exc).__name__)
+            self._reachable_since = reachable_since_after(
+                self._reachable_since, answered=False, started=started, finished=self._clock(), slow_after_s=0
+            )
+            return None
+        self._reachable_since = reachable_since_after(
+            self._reachable_since, answered=True, started=started, finished=self._clock(), slow_after_s=SWEEP_INTERVAL_S
+        )
+        if result is not None and result.requeued:
+            log.warning("dead_worker_messages_requeued", processes=result.dead_processes, messages=result.requeued)
+        return result
+
+    def _cutoff_ms(self) -> int:
+        # Taken before the call: a call held up by a stalled Redis judges by the time it was sent.
+        return current_millis() - self.timeout_ms
