@@ -1,5 +1,7 @@
-"""A worker process SIGKILLed in the middle of a message: another worker finishes it within the
-documented bound (heartbeat timeout + one scheduler tick + one consumer poll, README "Recovery")."""
+"""A worker process SIGKILLed in the middle of a message: the scheduler's sweep hands the message to
+another worker, which finishes it (README "Recovery of a dead worker's messages": heartbeat timeout +
+one sweep interval + one consumer poll, then the message's own run). The seconds taken are printed; the
+only timeout is a generous safety net, since speed is measured by the soak, not asserted here."""
 
 from __future__ import annotations
 
@@ -16,11 +18,9 @@ from gateway.simulator import SimulatorServer
 from tests.conftest import REDIS_URL
 from tests.e2e.conftest import SIM_API_KEY, SIM_IPN_SECRET
 from tests.e2e.procs import Launcher, minimal_env, wait_until
-from workers.recovery import HEARTBEAT_TIMEOUT_MS
 
-SCHEDULER_TICK_S = 2.0
-RECOVERY_BOUND_S = 15.0
-assert HEARTBEAT_TIMEOUT_MS / 1000 + SCHEDULER_TICK_S + 1 < RECOVERY_BOUND_S
+SCHEDULER_TICK_S = 60.0  # the sweep has its own 1 s timer: a long tick must not delay it
+SAFETY_TIMEOUT_S = 90.0
 
 
 def _sim(simulator: SimulatorServer, path: str, body: dict | None = None) -> dict:
@@ -41,7 +41,7 @@ async def _payment(database_url: str, request_id: str) -> asyncpg.Record | None:
         await conn.close()
 
 
-def test_a_killed_workers_message_is_finished_by_another_worker_within_the_bound(
+def test_a_killed_workers_message_is_finished_by_another_worker(
     launcher: Launcher, database_url, simulator: SimulatorServer, redis_namespace
 ):
     ns = redis_namespace
@@ -76,7 +76,7 @@ def test_a_killed_workers_message_is_finished_by_another_worker_within_the_bound
     # The gateway now says finished, and will hold the worker's next look at it for 40 s.
     _sim(simulator, f"/sim/payments/{provider_id}/status", {"status": "finished", "send_ipn": False})
     _sim(simulator, "/sim/faults", {"count": 1, "delay": 40, "path_prefix": f"/v1/payment/{provider_id}"})
-    _send(client, ns, "poll-status", "poll_status", {"payment_id": payment["id"]})
+    poll_id = _send(client, ns, "poll-status", "poll_status", {"payment_id": payment["id"]})
 
     def stuck_in_worker_a() -> bool:
         asked = _sim(simulator, f"/sim/requests?path_prefix=/v1/payment/{provider_id}")["requests"]
@@ -86,19 +86,30 @@ def test_a_killed_workers_message_is_finished_by_another_worker_within_the_bound
     second = launcher.start("worker", env=env, name="worker-b")
     second.wait_for_output("Worker process is ready for action", timeout=60)
 
+    held_by_a = {key for key in client.scan_iter(match=f"{ns}:__acks__.*.poll-status")}
+    assert len(held_by_a) == 1 and poll_id.encode() in client.smembers(held_by_a.pop())
+
     first.kill()  # SIGKILL, the whole process group: nothing is requeued on the way out
     killed_at = time.monotonic()
     wait_until(
         lambda: asyncio.run(_payment(database_url, "recovery-1"))["status"] == "completed",
-        timeout=RECOVERY_BOUND_S,
+        timeout=SAFETY_TIMEOUT_S,
         interval=0.2,
-        what=f"the killed worker's poll finished by worker B within {RECOVERY_BOUND_S} s",
+        what="the killed worker's poll finished by worker B",
     )
     print(f"recovered {time.monotonic() - killed_at:.1f} s after the kill")
+    # Worker B ran it (A is gone), handed over by the scheduler's sweep, not by dramatiq's random fallback,
+    # and acked it: nothing is left on the queue, in any ack set or in the message store.
+    wait_until(lambda: not client.hexists(f"{ns}:poll-status.msgs", poll_id), timeout=30, what="the poll acked")
+    assert not any(client.sismember(key, poll_id) for key in client.scan_iter(match=f"{ns}:__acks__.*"))
+    assert client.llen(f"{ns}:poll-status") == 0
+    assert "dead_worker_messages_requeued" in scheduler.output
+    asked = _sim(simulator, f"/sim/requests?path_prefix=/v1/payment/{provider_id}")["requests"]
+    assert len(asked) >= 2  # A's call that never came back, then B's
     client.close()
 
 
-def _send(client: redis.Redis, ns: str, queue: str, actor: str, kwargs: dict) -> None:
+def _send(client: redis.Redis, ns: str, queue: str, actor: str, kwargs: dict) -> str:
     message_id = str(uuid.uuid4())
     body = {
         "queue_name": queue,
@@ -111,3 +122,4 @@ def _send(client: redis.Redis, ns: str, queue: str, actor: str, kwargs: dict) ->
     }
     client.hset(f"{ns}:{queue}.msgs", message_id, json.dumps(body))
     client.rpush(f"{ns}:{queue}", message_id)
+    return message_id
