@@ -100,7 +100,7 @@ class WorkerHeartbeat(Middleware):
         # Not before: a process draining long messages is alive and must not be taken for dead.
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=5)
+            self._thread.join(timeout=2 * self.interval_s)
 
     def _beat_until_stopped(self, broker: Any) -> None:
         while not self._stop.wait(self.interval_s):
