@@ -12,8 +12,9 @@ dispatch.lua), behind any backlog. Here:
   process is never silent for long, however busy its worker threads or its consumers are;
 - the scheduler runs ``DeadWorkerSweeper.sweep`` on its own timer every ``SWEEP_INTERVAL_S`` (1 s),
   whatever its tick does: processes silent for ``HEARTBEAT_TIMEOUT_MS`` (5 s, five missed beats) are
-  dead, and every message they held goes back to the *head* of its queue (one atomic script over all
-  queues and their delay queues), where the next fetch of any live worker takes it before the backlog;
+  dead, and every message they held goes back to the *head* of its queue (one atomic script over every
+  queue and delay queue they hold messages of), where the next fetch of a live worker takes it before the
+  backlog;
 - a process is judged only after Redis has answered the sweeper without a break (and promptly) for a
   whole timeout (domain/worker_liveness.py): after an outage every live process's beat is as old as the
   outage, and judging at once would requeue everything they hold (a storm of duplicates);
@@ -32,13 +33,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import redis
 import structlog
-from dramatiq.common import current_millis, dq_name
+from dramatiq.common import current_millis
 from dramatiq.middleware import Middleware
 
 from domain.worker_liveness import may_judge_liveness, reachable_since_after
@@ -50,18 +51,18 @@ HEARTBEAT_TIMEOUT_MS = 5_000  # the sweeper's: five missed beats
 FALLBACK_HEARTBEAT_TIMEOUT_MS = 60_000  # dramatiq's random maintenance (its default): only if no scheduler runs
 SWEEP_INTERVAL_S = 1.0
 
-# KEYS[1] namespace; ARGV[1] cutoff (ms: a process whose last beat is at or before it is dead); ARGV[2..] queues.
-# Same keys and rules as dramatiq's dispatch.lua maintenance, except that messages go back to the head.
+# KEYS[1] namespace; ARGV[1] cutoff (ms: a process whose last beat is at or before it is dead). Same keys and
+# rules as dramatiq's dispatch.lua maintenance, except that it takes every queue (and delay queue) a dead process
+# holds messages of, whoever declared it, and puts the messages back at the head of their queue, not the tail.
 _SWEEP_SCRIPT = """
 local namespace = KEYS[1]
 local heartbeats = namespace .. ":__heartbeats__"
 local dead = redis.call("zrangebyscore", heartbeats, 0, ARGV[1])
 local moved = 0
 for _, worker in ipairs(dead) do
-    local acks = namespace .. ":__acks__." .. worker
-    for i = 2, #ARGV do
-        local queue = namespace .. ":" .. ARGV[i]
-        local held = acks .. "." .. ARGV[i]
+    local acks = namespace .. ":__acks__." .. worker .. "."
+    for _, held in ipairs(redis.call("keys", acks .. "*")) do
+        local queue = namespace .. ":" .. string.sub(held, #acks + 1)
         for _, message_id in ipairs(redis.call("smembers", held)) do
             if redis.call("hexists", queue .. ".msgs", message_id) == 1 then
                 redis.call("lpush", queue, message_id)
@@ -70,9 +71,7 @@ for _, worker in ipairs(dead) do
         end
         redis.call("del", held)
     end
-    if next(redis.call("keys", acks .. ".*")) == nil then
-        redis.call("zrem", heartbeats, worker)
-    end
+    redis.call("zrem", heartbeats, worker)
 end
 return {#dead, moved}
 """
@@ -125,15 +124,9 @@ class DeadWorkerSweeper:
     """
 
     def __init__(
-        self,
-        broker: Any,
-        queue_names: Iterable[str],
-        *,
-        timeout_ms: int = HEARTBEAT_TIMEOUT_MS,
-        clock: Callable[[], float] = time.monotonic,
+        self, broker: Any, *, timeout_ms: int = HEARTBEAT_TIMEOUT_MS, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self.broker = broker
-        self.queues = sorted({name for queue in queue_names for name in (queue, dq_name(queue))})
         self.timeout_ms = timeout_ms
         self._clock = clock
         self._reachable_since: float | None = None
@@ -147,7 +140,7 @@ class DeadWorkerSweeper:
         try:
             if judge:
                 dead, moved = self._script(
-                    keys=[self.broker.namespace], args=[self._cutoff_ms(), *self.queues], client=self.broker.client
+                    keys=[self.broker.namespace], args=[self._cutoff_ms()], client=self.broker.client
                 )
                 result = SweepResult(int(dead), int(moved))
             else:

@@ -160,10 +160,9 @@ def scheduler() -> None:
     check_services(config)
     broker = build_broker(config)
     declare_actors(broker)
-    queues = broker.get_declared_queues()
     sweep = None
     if isinstance(broker, PaymentsRedisBroker):  # RabbitMQ redelivers a dead consumer's messages itself
-        sweep = DeadWorkerSweeper(broker, queues).sweep
+        sweep = DeadWorkerSweeper(broker).sweep
     run(run_scheduler(config, ActorEnqueuer(broker), requeue_dead_workers=sweep, sweep_interval_s=SWEEP_INTERVAL_S))
 
 

@@ -63,20 +63,23 @@ def test_a_dead_processs_messages_go_back_to_the_head_of_their_queues(broker, re
     _enqueue(client, ns, QUEUE, "backlog-1", "backlog-2")
     _held_by(client, ns, "dead", QUEUE, "held-1", beat_ms_ago=HEARTBEAT_TIMEOUT_MS + 1_000)
     _held_by(client, ns, "dead", f"{QUEUE}.DQ", "delayed-1", beat_ms_ago=HEARTBEAT_TIMEOUT_MS + 1_000)
+    # A queue only some processes declare (the scheduler knows nothing of it): swept all the same.
+    _held_by(client, ns, "dead", "deliver-notifications", "notify-1", beat_ms_ago=HEARTBEAT_TIMEOUT_MS + 1_000)
     client.sadd(f"{ns}:__acks__.dead.{QUEUE}", "acked-elsewhere")  # its body is gone: not put back
     _held_by(client, ns, "live", QUEUE, "running-1", beat_ms_ago=500)
     clock = Clock()
-    sweeper = DeadWorkerSweeper(broker, [QUEUE, "create-payment"], clock=clock)
+    sweeper = DeadWorkerSweeper(broker, clock=clock)
 
     assert sweeper.sweep() is None  # the first answer only opens the window
     assert _queue(client, ns, QUEUE) == ["backlog-1", "backlog-2"]
     clock.now += HEARTBEAT_TIMEOUT_MS / 1000
     result = sweeper.sweep()
 
-    assert result is not None and (result.dead_processes, result.requeued) == (1, 2)
+    assert result is not None and (result.dead_processes, result.requeued) == (1, 3)
     assert _queue(client, ns, QUEUE) == ["held-1", "backlog-1", "backlog-2"]
     assert _queue(client, ns, f"{QUEUE}.DQ") == ["delayed-1"]
-    assert not client.exists(f"{ns}:__acks__.dead.{QUEUE}", f"{ns}:__acks__.dead.{QUEUE}.DQ")
+    assert _queue(client, ns, "deliver-notifications") == ["notify-1"]
+    assert list(client.scan_iter(match=f"{ns}:__acks__.dead.*")) == []
     assert client.zscore(heartbeats_key(ns), "dead") is None
     assert client.smembers(f"{ns}:__acks__.live.{QUEUE}") == {b"running-1"}
     again = sweeper.sweep()
@@ -90,7 +93,7 @@ def test_after_an_outage_live_processes_get_a_whole_timeout_to_beat_again(broker
     _held_by(client, ns, "live", QUEUE, "running-1", beat_ms_ago=outage_ms)
     _held_by(client, ns, "dead", QUEUE, "held-1", beat_ms_ago=outage_ms)
     clock = Clock()
-    sweeper = DeadWorkerSweeper(broker, [QUEUE], clock=clock)
+    sweeper = DeadWorkerSweeper(broker, clock=clock)
     clock.now += 60  # long after the scheduler started: the window was open before the outage
     sweeper.sweep()
     real_client = broker.client
@@ -129,7 +132,7 @@ def test_a_draining_worker_keeps_beating_until_it_has_stopped(broker, redis_name
 
 
 async def test_the_sweep_runs_on_its_own_timer_whatever_the_tick(database_url, broker):
-    sweeper = DeadWorkerSweeper(broker, [QUEUE])
+    sweeper = DeadWorkerSweeper(broker)
     calls: list[object] = []
 
     def sweep() -> object:
