@@ -9,15 +9,17 @@ dispatch.lua), behind any backlog. Here:
 
 - every worker process beats every ``HEARTBEAT_INTERVAL_S`` (1 s) from a thread of its own
   (``WorkerHeartbeat``), from boot until its worker has fully stopped (draining included), so a live
-  process is never silent for long, however busy its worker threads or its consumers are;
+  process is never silent for long, however busy its worker threads or its consumers are (Python hands
+  the interpreter to another thread every 5 ms, so busy threads cannot hold the beat off; five missed
+  beats leave room for a loaded machine);
 - the scheduler runs ``DeadWorkerSweeper.sweep`` on its own timer every ``SWEEP_INTERVAL_S`` (1 s),
   whatever its tick does: processes silent for ``HEARTBEAT_TIMEOUT_MS`` (5 s, five missed beats) are
   dead, and every message they held goes back to the *head* of its queue (one atomic script over every
   queue and delay queue they hold messages of), where the next fetch of a live worker takes it before the
   backlog;
-- a process is judged only after Redis has answered the sweeper without a break (and promptly) for a
-  whole timeout (domain/worker_liveness.py): after an outage every live process's beat is as old as the
-  outage, and judging at once would requeue everything they hold (a storm of duplicates);
+- a process is judged only after Redis has answered the sweeper without a break, each answer within a
+  second, for a whole timeout (domain/worker_liveness.py): after an outage or a stall every live process's
+  beat is as old as it, and judging at once would requeue everything they hold (a storm of duplicates);
 - dramatiq's own random maintenance stays as a fallback for when no scheduler runs, with dramatiq's
   60 s timeout (``FALLBACK_HEARTBEAT_TIMEOUT_MS``), so it cannot cause that storm after short outages.
 
