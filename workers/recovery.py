@@ -25,8 +25,9 @@ dispatch.lua), behind any backlog. Here:
 
 Bound, from the kill until a live worker has the message: the last beat is at most the kill, so the
 process is dead 5 s after it; the next sweep comes within 1 s; a consumer fetches within its poll
-(``worker_timeout``, 1 s): 5 + 1 + 1 = 7 s, then the message's own run (its gateway calls). Add 5 s
-when the scheduler has just started or Redis has just come back. Delivery stays at least once: a
+(``worker_timeout``, 1 s): 5 + 1 + 1 = 7 s, then the message's own run (its gateway calls). Add up to
+5 s when Redis has just come back (restarted, or the sweeper lost it), and one sweep when the scheduler
+has just started (it takes Redis's uptime for the window it did not see). Delivery stays at least once: a
 process cut off from Redis for more than 5 s may see its messages run a second time elsewhere, which
 every stage tolerates.
 """
@@ -122,7 +123,7 @@ class DeadWorkerSweeper:
 
     Run by the scheduler every ``SWEEP_INTERVAL_S``. Idempotent and safe from any number of schedulers at
     once (each sweep is one atomic script). Judges nobody until Redis has answered it promptly, without a
-    break, for a whole timeout (after its start, an outage or a stall).
+    break, for a whole timeout (after an outage or a stall); at its start, Redis's uptime counts as such.
     """
 
     def __init__(
@@ -132,33 +133,50 @@ class DeadWorkerSweeper:
         self.timeout_ms = timeout_ms
         self._clock = clock
         self._reachable_since: float | None = None
+        self._failed_yet = False
         self._script = broker.client.register_script(_SWEEP_SCRIPT)
 
     def sweep(self) -> SweepResult | None:
         """One sweep; None when nobody was judged (Redis did not answer, or not for long enough yet)."""
         started = self._clock()
         judge = may_judge_liveness(self._reachable_since, started, self.timeout_ms / 1000)
-        result = None
+        result, up_for_s = None, None
         try:
             if judge:
                 dead, moved = self._script(
                     keys=[self.broker.namespace], args=[self._cutoff_ms()], client=self.broker.client
                 )
                 result = SweepResult(int(dead), int(moved))
+            elif self._reachable_since is None and not self._failed_yet:
+                up_for_s = self._redis_uptime_s()
             else:
                 self.broker.client.ping()
         except redis.RedisError as exc:
             log.warning("dead_worker_sweep_failed", error=type(exc).__name__)
+            self._failed_yet = True
             self._reachable_since = reachable_since_after(
                 self._reachable_since, answered=False, started=started, finished=self._clock(), slow_after_s=0
             )
             return None
         self._reachable_since = reachable_since_after(
-            self._reachable_since, answered=True, started=started, finished=self._clock(), slow_after_s=SWEEP_INTERVAL_S
+            self._reachable_since,
+            answered=True,
+            started=started,
+            finished=self._clock(),
+            slow_after_s=SWEEP_INTERVAL_S,
+            up_for_s=up_for_s,
         )
         if result is not None and result.requeued:
             log.warning("dead_worker_messages_requeued", processes=result.dead_processes, messages=result.requeued)
         return result
+
+    def _redis_uptime_s(self) -> float | None:
+        """How long Redis has been up (a restart is an outage nobody could beat through); None if it won't say."""
+        try:
+            return float(self.broker.client.info("server")["uptime_in_seconds"])
+        except (redis.ResponseError, KeyError, TypeError, ValueError):  # INFO disabled or unexpected
+            self.broker.client.ping()
+            return None
 
     def _cutoff_ms(self) -> int:
         # Taken before the call: a call held up by a stalled Redis judges by the time it was sent.

@@ -87,6 +87,19 @@ def test_a_dead_processs_messages_go_back_to_the_head_of_their_queues(broker, re
     assert _queue(client, ns, QUEUE) == ["held-1", "backlog-1", "backlog-2"]
 
 
+def test_a_scheduler_started_on_a_redis_long_up_judges_without_waiting_a_timeout(broker, redis_namespace):
+    client, ns = broker.client, redis_namespace
+    assert client.info("server")["uptime_in_seconds"] >= HEARTBEAT_TIMEOUT_MS / 1000  # the shared Redis
+    _held_by(client, ns, "dead", QUEUE, "held-1", beat_ms_ago=HEARTBEAT_TIMEOUT_MS + 1_000)
+    sweeper = DeadWorkerSweeper(broker, clock=Clock())
+
+    assert sweeper.sweep() is None  # learns how long Redis has been up
+    result = sweeper.sweep()  # no time has passed on the sweeper's clock
+
+    assert result is not None and result.requeued == 1
+    assert _queue(client, ns, QUEUE) == ["held-1"]
+
+
 def test_after_an_outage_live_processes_get_a_whole_timeout_to_beat_again(broker, redis_namespace):
     client, ns = broker.client, redis_namespace
     outage_ms = HEARTBEAT_TIMEOUT_MS + 3_000  # every process's last beat is this old when Redis is back
