@@ -1,7 +1,12 @@
 """What the gateway's news about a deposit changes: one pure decision, shared by polls and IPNs.
 
-Forward only: a stale, repeated or unknown status never moves a payment backwards. Funds reported
-on a closed payment, and news that changes the worth of a settled one, are held for an operator.
+Forward only: a stale, repeated or unknown status never moves a payment backwards. A snapshot older
+than the one we hold (by the gateway's ``updated_at``) changes nothing at all: the gateway's
+actually_paid only grows, so its amounts are older too and never a top-up. News of an earlier stage
+that is not older (IPNs are retried, duplicated and reordered; some carry no time) is stale only as to
+its status: more funds in it are news, recorded on an open payment, and on a closed one held for an
+operator, as payout news of an earlier stage is read in `domain.payout_news` (amounts still count).
+Funds reported on a closed payment, and news that changes the worth of a settled one, are held for an operator.
 `plan_payment_news` returns the update and the events to write, and whether settlement is due;
 the caller locks the payment, writes the plan and enqueues settlement.
 """
@@ -88,6 +93,7 @@ class Reading(StrEnum):
     STALE_SNAPSHOT = "stale_snapshot"  # older than what we already hold: moves nothing, not even forward
     APPLIES = "applies"  # progress, or fresh details of the status we are in
     LATE_FUNDS = "late_funds"  # more funds on a closed payment: recorded for an operator, status kept
+    MORE_FUNDS = "more_funds"  # a status behind ours on an open payment, with more funds: amounts apply, status kept
     OUTDATED_STATUS = "outdated_status"  # a status behind ours
     REPEATED = "repeated"  # nothing new
 
@@ -139,10 +145,13 @@ def plan_payment_news(
     )
     reading = _read(payment, news, reported, stale=stale, precision=precision)
     update = PaymentUpdate()
-    if reading in (Reading.APPLIES, Reading.LATE_FUNDS):
+    if reading in (Reading.APPLIES, Reading.LATE_FUNDS, Reading.MORE_FUNDS):
         update = _news_fields(payment, news, precision)
         if reading is Reading.APPLIES and reported is not payment.status:
             update = replace(update, status=reported)
+        elif reported is not None and is_forward(reported, payment.status):
+            # An earlier stage than ours: stale as to its status (the word we hold stays); its amounts are news.
+            update = replace(update, gateway_status=KEEP)
     fresh = None if stale else reported
     update = update.merged(_expiry(payment, update, fresh, now=now, policy=policy, polled=polled))
     decision = _credit_decision(payment, update, policy)
@@ -167,6 +176,9 @@ def _read(
         # held for an operator; the status stays as it is and nothing is credited automatically.
         return Reading.LATE_FUNDS
     if reported is not payment.status:
+        if not payment.is_terminal and _reports_more_funds(payment, news, precision):
+            # actually_paid only grows: more funds are news even when the status word is behind ours.
+            return Reading.MORE_FUNDS
         return Reading.OUTDATED_STATUS
     return Reading.REPEATED
 

@@ -102,6 +102,14 @@ class CreditDecision:
         return self.final and self.hold_reason is None and self.credit_usd > ZERO
 
 
+# The most a deposit is ever credited automatically, in USD: the 15 integer digits the API accepts for an
+# ordered amount (and far below what the NUMERIC(20, 2) ledger and credit_usd columns hold). A received
+# value beyond it (actually_paid absurdly larger than pay_amount: a gateway bug or a forged answer) is
+# held for an operator and never credited by itself.
+MAX_CREDIT_USD = Decimal("999999999999999.99")
+BEYOND_CEILING = "received value beyond the ceiling"
+
+
 def received_value_usd(*, price_amount: Decimal, pay_amount: Decimal, actually_paid: Decimal) -> Decimal:
     """USD value of what arrived: ``actually_paid / pay_amount × price_amount``, floored to the cent."""
     if pay_amount <= ZERO:
@@ -138,6 +146,8 @@ def decide_credit(
         if variance is Variance.EXACT:
             return CreditDecision(amount_usd, variance, final=True)
         value = received_value_usd(price_amount=amount_usd, pay_amount=pay_amount, actually_paid=actually_paid)
+        if value > MAX_CREDIT_USD:
+            return _beyond_ceiling(value, variance)
         return CreditDecision(
             value, variance, final=True, hold_reason=_policy_hold(variance, underpaid_policy, overpaid_policy)
         )
@@ -146,6 +156,8 @@ def decide_credit(
             return CreditDecision(ZERO, Variance.UNDERPAID, final=False)
         assert pay_amount is not None and actually_paid is not None
         value = received_value_usd(price_amount=amount_usd, pay_amount=pay_amount, actually_paid=actually_paid)
+        if value > MAX_CREDIT_USD:
+            return _beyond_ceiling(value, Variance.UNDERPAID)
         return CreditDecision(
             value,
             Variance.UNDERPAID,
@@ -158,6 +170,12 @@ def decide_credit(
             ZERO, Variance.UNDERPAID, final=True, hold_reason=f"{status.value} payment received {actually_paid}"
         )
     return CreditDecision(ZERO, Variance.EXACT, final=final)
+
+
+def _beyond_ceiling(value: Decimal, variance: Variance) -> CreditDecision:
+    """Nothing credited (0 is what is stored), held with the value that arrived in the reason."""
+    reason = f"{BEYOND_CEILING} of {MAX_CREDIT_USD} USD: worth {value} USD by the gateway's amounts; not credited"
+    return CreditDecision(ZERO, variance, final=True, hold_reason=reason)
 
 
 def _policy_hold(variance: Variance, underpaid: VariancePolicy, overpaid: VariancePolicy) -> str | None:

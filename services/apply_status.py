@@ -188,6 +188,15 @@ def _log_reading(payment: Payment, news: PaymentNews, plan: PaymentPlan, source:
             gateway_status=news.status,
             actually_paid=str(news.actually_paid),
         )
+    elif plan.reading is Reading.MORE_FUNDS:
+        log.info(
+            "gateway_funds_with_earlier_status",
+            payment_id=payment.id,
+            current=payment.status.value,
+            gateway_status=news.status,
+            actually_paid=str(news.actually_paid),
+            source=source,
+        )
     elif plan.reading is Reading.OUTDATED_STATUS and plan.reported is not None:
         log.info(
             "gateway_status_stale",

@@ -17,7 +17,7 @@ from domain.errors import InvalidRequest
 from domain.ledger import GATEWAY_CLEARING, AccountRef, Entry, LedgerPosting, TransactionType
 from domain.money import ZERO, format_usd
 from domain.payment_news import UNDONE_PREFIX
-from domain.payments import Payment, PaymentStatus, PaymentUpdate, received_value_usd
+from domain.payments import MAX_CREDIT_USD, Payment, PaymentStatus, PaymentUpdate, received_value_usd
 from services import announce
 from storage import ledger, payments
 from storage.db import transaction
@@ -42,6 +42,11 @@ def _amount_to_release(payment: Payment, already: Decimal, credit_usd: Decimal |
     if amount > available:
         raise InvalidRequest(
             f"{format_usd(amount)} is more than the {format_usd(available)} that arrived", field="credit_usd"
+        )
+    if already + amount > MAX_CREDIT_USD:
+        raise InvalidRequest(
+            f"a credit beyond {format_usd(MAX_CREDIT_USD)} for one deposit is never made: name a smaller credit_usd",
+            field="credit_usd",
         )
     return amount
 

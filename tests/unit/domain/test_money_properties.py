@@ -15,8 +15,8 @@ from domain.ledger import (
     withdrawal_hold_posting,
     withdrawal_release_posting,
 )
-from domain.money import CENT
-from domain.payments import PaymentStatus, decide_credit, received_value_usd
+from domain.money import CENT, ZERO
+from domain.payments import BEYOND_CEILING, MAX_CREDIT_USD, PaymentStatus, decide_credit, received_value_usd
 from domain.withdrawals import FeeSchedule, quote_withdrawal
 
 MONEY_SETTINGS = settings(max_examples=150, deadline=None)
@@ -33,16 +33,43 @@ def crypto_amounts(draw):  # type: ignore[no-untyped-def]
     return pay, paid
 
 
+def _arrived(price: Decimal, pay: Decimal, paid: Decimal) -> Decimal:
+    with localcontext() as exact:
+        exact.prec = 120
+        return paid * price / pay
+
+
 @MONEY_SETTINGS
 @given(price=usd, amounts=crypto_amounts())
 def test_credit_is_what_arrived_rounded_down_to_the_cent(price, amounts):
+    """Over the whole range (a value of up to 10^49 USD): the floor to the cent, exact, whatever its size."""
     pay, paid = amounts
     credit = received_value_usd(price_amount=price, pay_amount=pay, actually_paid=paid)
-    with localcontext() as exact:
-        exact.prec = 120
-        arrived = paid * price / pay
-    assert credit == credit.quantize(CENT)
+    arrived = _arrived(price, pay, paid)
+    assert credit.as_tuple().exponent == -2  # exactly two places, checked without a 28-digit quantize
     assert credit <= arrived < credit + CENT
+
+
+@MONEY_SETTINGS
+@given(
+    price=usd, amounts=crypto_amounts(), status=st.sampled_from([PaymentStatus.COMPLETED, PaymentStatus.PARTIALLY_PAID])
+)
+def test_a_value_beyond_the_ceiling_is_never_credited_and_is_held(price, amounts, status):
+    """Any decision credits at most MAX_CREDIT_USD; beyond it, nothing, held with a reason."""
+    pay, paid = amounts
+    decision = decide_credit(status=status, amount_usd=price, pay_amount=pay, actually_paid=paid, past_expiry=True)
+    assert ZERO <= decision.credit_usd <= MAX_CREDIT_USD
+    if paid != pay and _arrived(price, pay, paid) >= MAX_CREDIT_USD + CENT:
+        assert decision.credit_usd == ZERO and not decision.creditable
+        assert decision.hold_reason is not None and decision.hold_reason.startswith(BEYOND_CEILING)
+
+
+def test_the_value_found_by_hypothesis_is_held_not_credited():
+    """price 100000000, pay_amount 1, actually_paid 10^18: worth 10^26 USD, which no credit_usd column holds."""
+    decision = decide_credit(status=PaymentStatus.COMPLETED, amount_usd=Decimal(100000000), pay_amount=Decimal(1),
+                             actually_paid=Decimal(10**18), past_expiry=False)  # fmt: skip
+    assert (decision.credit_usd, decision.creditable) == (ZERO, False)
+    assert decision.hold_reason is not None and "100000000000000000000000000.00 USD" in decision.hold_reason
 
 
 @MONEY_SETTINGS

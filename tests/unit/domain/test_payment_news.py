@@ -234,3 +234,61 @@ def test_amounts_repeated_through_a_double_keep_our_exact_values_and_are_not_lat
         payment, news("finished", actually_paid=D("0.0089")), now=NOW, policy=POLICY, polled=False, precision=18
     )
     assert more.reading is Reading.LATE_FUNDS and more.update.actually_paid == D("0.0089")
+
+
+# Reordered news of an over-paid deposit (issue 9): $50 ordered, 1.5 × pay_amount arrives.
+OVER = D("0.022058823529411764")  # 1.5 × 0.014705882352941176, rounded down at 18 places
+
+
+def test_reordered_confirmed_after_finished_is_a_stale_snapshot_and_holds_nothing() -> None:
+    payment = a_payment(status=S.CONFIRMING, actually_paid=OVER, gateway_updated_at=CREATED + timedelta(minutes=1))
+    finished = plan(payment, news("finished", minutes=4, actually_paid=OVER))
+    assert finished.settle_due and finished.update.credit_usd == D("75.00")
+    credited = settled(written(payment, finished), "75.00")
+    late = plan(credited, news("confirmed", minutes=2, actually_paid=OVER))  # held back, delivered last
+    assert late.reading is Reading.STALE_SNAPSHOT
+    assert late.update.is_empty and late.events == ()
+
+
+def test_an_older_snapshot_reporting_more_funds_is_not_a_top_up() -> None:
+    credited = settled(
+        a_payment(
+            status=S.COMPLETED,
+            actually_paid=D("0.014705882352941176"),
+            gateway_updated_at=CREATED + timedelta(minutes=4),
+        ),
+        "50.00",
+    )
+    result = plan(credited, news("confirmed", minutes=2, actually_paid=OVER))
+    assert result.reading is Reading.STALE_SNAPSHOT and result.update.is_empty
+
+
+def test_an_earlier_stage_not_older_with_more_funds_after_a_credit_is_held_and_the_status_word_stays() -> None:
+    credited = settled(
+        a_payment(status=S.COMPLETED, gateway_status="finished", actually_paid=D("0.014705882352941176"),
+                  gateway_updated_at=CREATED + timedelta(minutes=4)),
+        "50.00",
+    )  # fmt: skip
+    result = plan(credited, news("confirmed", minutes=6, actually_paid=OVER))
+    assert result.reading is Reading.LATE_FUNDS
+    assert result.update.hold_reason == "funds after settlement: now worth 75.00 USD, credited 50.00 USD"
+    assert result.update.actually_paid == OVER and result.update.gateway_status is KEEP
+    assert result.update.status is KEEP and not result.settle_due
+
+
+def test_an_earlier_stage_without_a_time_with_more_funds_updates_an_open_payment_and_keeps_its_status() -> None:
+    payment = a_payment(status=S.PARTIALLY_PAID, gateway_status="partially_paid", actually_paid=D("0.007"))
+    topped_up = PaymentNews(status="confirming", updated_at=None, actually_paid=D("0.014705882352941176"))
+    result = plan(payment, topped_up)
+    assert result.reading is Reading.MORE_FUNDS
+    assert result.update == PaymentUpdate(actually_paid=D("0.014705882352941176"))
+    final = plan(
+        written(payment, result), news("partially_paid", minutes=6), now=CREATED + timedelta(hours=2), polled=True
+    )
+    assert final.settle_due and final.update.credit_usd == D("50.00")  # what arrived, not the older 0.007
+
+
+def test_an_earlier_stage_with_the_same_funds_is_outdated_and_moves_nothing() -> None:
+    payment = a_payment(status=S.CONFIRMED, gateway_status="confirmed", actually_paid=OVER)
+    result = plan(payment, PaymentNews(status="confirming", updated_at=None, actually_paid=OVER))
+    assert result.reading is Reading.OUTDATED_STATUS and result.update.is_empty
