@@ -122,7 +122,8 @@ class Driver:
             return
         self.progress.provider_ids[spec.request_id] = provider
         await self.http.sim("POST", f"/sim/payments/{provider}/play",
-                            {"scenario": spec.scenario, "send_ipn": True, "step_delay": self.step_delay})  # fmt: skip
+                            {"scenario": spec.scenario, "send_ipn": True, "step_delay": self.step_delay,
+                             "play_id": spec.request_id})  # fmt: skip
 
     async def withdraw(self, spec: WithdrawalSpec) -> None:
         async def funded() -> bool:
@@ -167,7 +168,7 @@ class Driver:
         payout_id = await _until(payout, what=f"payout of {withdrawal_id}")
         await self.http.sim("POST", f"/sim/payouts/{payout_id}/play",
                             {"scenario": PAYOUT_SCENARIO[spec.outcome], "send_ipn": True,
-                             "step_delay": self.step_delay})  # fmt: skip
+                             "step_delay": self.step_delay, "play_id": spec.request_id})  # fmt: skip
 
 
 async def drive(driver: Driver, plans: list[UserPlan], concurrency: int) -> None:

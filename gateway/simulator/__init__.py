@@ -9,7 +9,9 @@ is told at start is one `SimulatorConfig`.
 Control API (no key):
   POST /sim/payments/{id}/status  {"status", "actually_paid"?, "send_ipn"?: true}
   POST /sim/payments/{id}/play    {"scenario": paid|partial|over|late|failed|expired,
-                                   "send_ipn"?: true, "step_delay"?: 0}
+                                   "send_ipn"?: true, "step_delay"?: 0, "play_id"?: "..."}
+                                  (a repeated play_id waits for the first play instead of
+                                   playing again: safe for a client to retry)
   GET  /sim/payments/{id}         GET /sim/payments?order_id=...
   POST /sim/faults {"status"?: 500, "count"?: 1, "rate"?: 0.1, "path_prefix"?: "/v1/",
                     "method"?: "POST", "delay"?: seconds, "acted"?: false}
@@ -39,7 +41,7 @@ end FAILED/REJECTED; IPNs for them are signed like payment IPNs, with the withdr
 object as body. Control API for payouts:
   POST /sim/payouts/{id}/status  {"status", "send_ipn"?: true, "error"?, "hash"?}
   POST /sim/payouts/{id}/play    {"scenario": finished|failed|rejected, "send_ipn"?: true,
-                                  "step_delay"?: 0}
+                                  "step_delay"?: 0, "play_id"?: "..."}
   GET  /sim/payouts/{id}         GET /sim/payouts[?unique_external_id=][&batch_id=][&status=]
                                  (oldest first, with "count": proves a payout was made once)
 With `auto_advance_seconds`, new payouts play "finished" by themselves. Faults match payout

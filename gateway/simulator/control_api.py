@@ -4,6 +4,7 @@ logs of IPN deliveries and API requests. One implementation serves both kinds.""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -92,7 +93,11 @@ async def _set_status(request: web.Request, controlled: _Controlled[E]) -> web.R
 
 
 async def _play(request: web.Request, controlled: _Controlled[E]) -> web.Response:
-    """POST /sim/{kind}s/{id}/play: run a scenario now and answer with every IPN sent."""
+    """POST /sim/{kind}s/{id}/play: run a scenario now and answer with every IPN sent.
+
+    With a "play_id", a repeated call (a client retrying after a lost answer) does not play the
+    scenario again over the first: it waits for the first play and answers as it did.
+    """
     kind = controlled.kind
     entity = _entity(request, kind)
     body = await control_body(request)
@@ -101,7 +106,15 @@ async def _play(request: web.Request, controlled: _Controlled[E]) -> web.Respons
         raise ControlError(f'"scenario" must be one of {", ".join(kind.scenarios)}')
     step_delay = max(number(body, "step_delay", 0), 0.0)
     send_ipn = bool(body.get("send_ipn", True))
-    deliveries = await play(state_of(request), kind, entity, scenario, step_delay=step_delay, send_ipn=send_ipn)
+    play_id = optional_string(body, "play_id")
+    state = state_of(request)
+    key = f"{kind.key(entity)}:{play_id}"
+    running = state.plays.get(key) if play_id is not None else None
+    if running is None:
+        running = asyncio.ensure_future(play(state, kind, entity, scenario, step_delay=step_delay, send_ipn=send_ipn))
+        if play_id is not None:
+            state.plays[key] = running
+    deliveries = await asyncio.shield(running)  # a client that goes away does not stop the play
     return json_response({kind.name: kind.view(entity), "steps": kind.steps(scenario), "ipn": deliveries})
 
 

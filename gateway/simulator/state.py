@@ -119,6 +119,7 @@ class SimState:
     ipn_log: list[dict[str, Any]] = field(default_factory=list)
     requests: list[dict[str, Any]] = field(default_factory=list)
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    plays: dict[str, asyncio.Task[list[dict[str, Any]]]] = field(default_factory=dict, repr=False)  # by play key
     http: ClientSession | None = None
     next_payment_id: int = field(default_factory=lambda: _first_id(4_000_000_000, 5_999_000_000))
     next_purchase_id: int = field(default_factory=lambda: _first_id(4_000_000_000, 5_999_000_000))

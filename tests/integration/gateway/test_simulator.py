@@ -74,6 +74,23 @@ async def test_play_partial_and_over(client: NowPaymentsClient, control: Control
     assert receiver.rejected == []
 
 
+async def test_a_retried_play_with_its_play_id_does_not_play_the_scenario_again(
+    client: NowPaymentsClient, control: Control, receiver: Receiver
+) -> None:
+    """A client that lost the answer of a slow play and retried it once played the scenario twice over one
+    payment: its amount went 1.5x, 0, 1x, 1.5x, so a "finished" IPN reported less than had arrived (a soak saw it)."""
+    over = await new_payment(client, receiver, currency="usdttrc20", amount="25.00")
+    body = {"scenario": "over", "step_delay": 0.05, "play_id": "deposit-1"}
+    path = f"/sim/payments/{over.payment_id}/play"
+    first, retried = await asyncio.gather(control.call("POST", path, body), control.call("POST", path, body))
+    assert retried == first
+    assert receiver.statuses(over.payment_id) == ["waiting", "confirming", "confirmed", "sending", "finished"]
+    assert [ipn["actually_paid"] for ipn in receiver.accepted][1:] == [Decimal("37.5")] * 4
+    again = await control.call("POST", path, {**body, "scenario": "paid"})  # later, same play_id: still the one play
+    assert again["ipn"] == first["ipn"]
+    assert len(receiver.statuses(over.payment_id)) == 5
+
+
 async def test_play_failed_expired_late(client: NowPaymentsClient, control: Control, receiver: Receiver) -> None:
     expected = {
         "failed": ["waiting", "failed"],
