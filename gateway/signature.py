@@ -14,6 +14,7 @@ import math
 import re
 from collections.abc import Mapping
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 from pydantic import SecretStr
@@ -39,8 +40,14 @@ def _join_surrogates(text: str) -> str:
     return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "surrogatepass")
 
 
+# A character QuoteJSONString writes other than as itself: a control, a quote, a backslash, a surrogate.
+_NEEDS_ESCAPE = re.compile("[\x00-\x1f\"\\\\\ud800-\udfff]")
+
+
 def _quote(text: str) -> str:
     """ECMAScript QuoteJSONString (well-formed JSON.stringify, ES2019)."""
+    if _NEEDS_ESCAPE.search(text) is None:  # the common case: every character written as itself
+        return f'"{text}"'
     out = ['"']
     for ch in _join_surrogates(text):
         code = ord(ch)
@@ -62,6 +69,12 @@ def _utf16_key(text: str) -> bytes:
 
 _ARRAY_INDEX = re.compile(r"0|[1-9][0-9]*")
 _MAX_ARRAY_INDEX = 2**32 - 2
+
+
+@lru_cache(maxsize=1024)
+def _cached_key_order(keys: tuple[str, ...]) -> tuple[str, ...]:
+    """`_key_order` for a tuple of keys; a callback's objects repeat the same few key sets."""
+    return tuple(_key_order(list(keys)))
 
 
 def _key_order(keys: list[str]) -> list[str]:
@@ -130,7 +143,7 @@ def _sorted_keys(mapping: Mapping[Any, Any]) -> list[str]:
     for key in keys:
         if not isinstance(key, str):
             raise TypeError(f"object keys must be strings, got {type(key).__name__}")
-    return _key_order(keys)
+    return list(_cached_key_order(tuple(keys)))
 
 
 _JAVASCRIPT = wire.Dialect(quote=_quote, number=_js_number, keys=_sorted_keys, unwritable="cannot canonicalise {}")
