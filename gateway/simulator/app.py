@@ -9,14 +9,13 @@ import contextlib
 import hmac
 from collections.abc import Awaitable, Callable
 
-from aiohttp import ClientSession, ClientTimeout, web
+from aiohttp import ClientSession, ClientTimeout, TCPConnector, web
 
 from gateway.simulator import currency_api, login, payment_api, payout_api
 from gateway.simulator.config import SimulatorConfig
 from gateway.simulator.control_api import add_entity_routes
 from gateway.simulator.control_knobs import add_knob_routes
 from gateway.simulator.faults import serve_with_faults
-from gateway.simulator.ipn import IPN_TIMEOUT
 from gateway.simulator.responses import ApiError, error_response
 from gateway.simulator.state import STATE_KEY, SimState
 
@@ -82,7 +81,11 @@ def create_simulator_app(config: SimulatorConfig) -> web.Application:
     app[STATE_KEY] = state
 
     async def on_startup(app: web.Application) -> None:
-        state.http = ClientSession(timeout=ClientTimeout(total=IPN_TIMEOUT))
+        # The timeout counts from the moment an IPN is on its way (connecting, then each read of the answer),
+        # not while it waits for one of our own connections behind other IPNs: that wait is not the merchant's.
+        seconds = config.ipn_timeout_seconds
+        timeout = ClientTimeout(total=None, connect=None, sock_connect=seconds, sock_read=seconds)
+        state.http = ClientSession(connector=TCPConnector(limit=config.ipn_connections), timeout=timeout)
 
     async def on_cleanup(app: web.Application) -> None:
         for task in list(state.tasks):

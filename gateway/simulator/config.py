@@ -91,6 +91,8 @@ class SimulatorConfig:
     SDK/docs shape). `payment_lifetime_seconds` sets new payments' `expiration_estimate_date`
     (20 minutes, as the gateway's; the soak shortens it). `seed` makes fault and IPN-delivery
     draws reproducible; `faults` and `ipn_delivery` are in force from the start (the control API changes them later).
+    IPNs leave over at most `ipn_connections` connections at once; an attempt fails when the merchant
+    has not answered within `ipn_timeout_seconds` of it being sent (connecting and each read).
     """
 
     ipn_secret: str = field(repr=False)
@@ -104,6 +106,8 @@ class SimulatorConfig:
     seed: int | None = None
     faults: tuple[FaultRule, ...] = ()
     ipn_delivery: IpnDelivery = IpnDelivery()
+    ipn_timeout_seconds: float = 5.0
+    ipn_connections: int = 100
 
     def __post_init__(self) -> None:
         if not self.ipn_secret:
@@ -118,3 +122,5 @@ class SimulatorConfig:
             raise ValueError("payment_lifetime_seconds must be positive")
         if self.jwt_ttl_seconds <= 0:
             raise ValueError("jwt_ttl_seconds must be positive")
+        if self.ipn_timeout_seconds <= 0 or self.ipn_connections < 1:
+            raise ValueError("ipn_timeout_seconds must be positive and ipn_connections at least 1")

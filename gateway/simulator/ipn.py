@@ -21,7 +21,6 @@ from gateway.simulator.shapes import iso
 from gateway.simulator.state import SimState, now
 
 IPN_RETRY_DELAYS = (0.5, 1.0, 2.0)  # after the first attempt; 4 attempts in all
-IPN_TIMEOUT = 5.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,7 @@ IPN receiver that verifies callbacks like production would."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -113,9 +114,12 @@ class Receiver:
     raw_bodies: list[bytes] = field(default_factory=list)
     rejected: list[str] = field(default_factory=list)
     fail_next: int = 0
+    answer_delay: float = 0.0  # seconds each callback takes to be answered
 
     async def handle(self, request: web.Request) -> web.Response:
         raw = await request.read()
+        if self.answer_delay:
+            await asyncio.sleep(self.answer_delay)
         if self.fail_next > 0:
             self.fail_next -= 1
             return web.Response(status=500, text="try later")

@@ -14,7 +14,7 @@ from gateway.client import NowPaymentsClient
 from gateway.models import GatewayPayment
 from gateway.signature import canonical_json
 from gateway.simulator import SimulatorConfig, SimulatorServer
-from tests.integration.gateway.conftest import API_KEY, IPN_SECRET, Control, Receiver
+from tests.integration.gateway.conftest import API_KEY, IPN_SECRET, Control, Receiver, fresh_simulator
 
 
 async def new_payment(
@@ -200,3 +200,22 @@ async def test_auto_advance_plays_the_sandbox_case(receiver: Receiver) -> None:
 async def test_simulator_reprs_hide_secrets(sim: SimulatorServer) -> None:
     for text in (repr(sim), repr(sim.state)):
         assert IPN_SECRET not in text and API_KEY not in text
+
+
+async def test_an_ipn_waiting_for_a_free_connection_is_not_timed_out(receiver: Receiver) -> None:
+    """The IPN timeout is the merchant's time to answer. IPNs queued behind others for one of the
+    simulator's connections are sent when one frees up: not failed, retried and sent twice."""
+    receiver.answer_delay = 0.1
+    with fresh_simulator(auto_advance_seconds=0, ipn_connections=2, ipn_timeout_seconds=0.6) as sim:
+        async with NowPaymentsClient(base_url=sim.api_url, api_key=SecretStr(API_KEY)) as gateway:
+            paid = [await new_payment(gateway, receiver) for _ in range(20)]
+            for _ in range(300):
+                if all(receiver.statuses(p.payment_id)[-1:] == ["finished"] for p in paid):
+                    break
+                await asyncio.sleep(0.05)
+        attempts = list(sim.state.ipn_log)
+    failed = [(a["attempt"], a["error"], a["status"]) for a in attempts if not a["ok"]]
+    assert failed == []
+    assert len(attempts) == len(receiver.accepted) == 5 * len(paid)
+    for p in paid:
+        assert receiver.statuses(p.payment_id) == ["waiting", "confirming", "confirmed", "sending", "finished"]
