@@ -35,11 +35,11 @@ INCONCLUSIVE_RETRY_SECONDS = 60.0
 
 async def create_payment(ctx: StageContext, request: CreatePaymentRequest) -> Payment:
     """Idempotent on ``request.request_id``: a replay returns the same payment, a mismatched replay is refused."""
-    payment = await _record_request(ctx, request)
+    payment, claimed = await _record_request(ctx, request)
     if payment.created_at_gateway or payment.status is not PaymentStatus.PENDING:
         return payment
 
-    created = await _create_at_gateway(ctx, payment)
+    created = await _create_at_gateway(ctx, payment, claimed=claimed)
     if created is not None:
         return created
     async with transaction(ctx.pool) as conn:
@@ -69,20 +69,24 @@ async def resume_creation(ctx: StageContext, payment: Payment) -> Payment | None
     return created
 
 
-async def _create_at_gateway(ctx: StageContext, payment: Payment) -> Payment | None:
+async def _create_at_gateway(ctx: StageContext, payment: Payment, *, claimed: bool = False) -> Payment | None:
     """Under the creation lease, adopt the gateway payment an earlier attempt made, or call the gateway
-    and record its answer; None if the lease is held."""
-    async with transaction(ctx.pool) as conn:
-        claimed = await payments.claim_creation(conn, payment.id, lease_seconds=CREATION_LEASE_SECONDS)
-    if claimed is None:
-        return None
-    try:
-        earlier = await _made_by_an_earlier_attempt(ctx, claimed)
-    except BaseException:
-        await _release_claim(ctx, payment.id)
-        raise
-    if earlier is not None:
-        return await _record_creation(ctx, payment, earlier, adopted=True)
+    and record its answer; None if the lease is held.
+
+    ``claimed``: the caller recorded the payment just now with the lease already taken (a first delivery:
+    no earlier attempt can have been sent)."""
+    if not claimed:
+        async with transaction(ctx.pool) as conn:
+            lease = await payments.claim_creation(conn, payment.id, lease_seconds=CREATION_LEASE_SECONDS)
+        if lease is None:
+            return None
+        try:
+            earlier = await _made_by_an_earlier_attempt(ctx, lease)
+        except BaseException:
+            await _release_claim(ctx, payment.id)
+            raise
+        if earlier is not None:
+            return await _record_creation(ctx, payment, earlier, adopted=True)
     async with transaction(ctx.pool) as conn:
         await payments.mark_gateway_attempt(conn, payment.id)  # committed before the request leaves
     # The gateway is called outside any database transaction.
@@ -161,12 +165,7 @@ async def _record_creation(
     and schedule its first poll."""
     first_poll = datetime.now(UTC) + timedelta(seconds=ctx.settings.payments_poll_first_delay)
     async with transaction(ctx.pool) as conn:
-        current = await payments.get_payment(conn, payment.id, for_update=True)
-        assert current is not None
-        if current.created_at_gateway:  # cannot happen while we held the lease; never overwrite
-            log.error("payment_created_twice", payment_id=payment.id, orphan=answer.payment_id)
-            return current
-        updated = await payments.update_payment(
+        updated = await payments.record_creation(
             conn,
             payment.id,
             PaymentUpdate(
@@ -183,6 +182,11 @@ async def _record_creation(
                 next_poll_at=first_poll,
             ),
         )
+        if updated is None:  # created already: cannot happen while we held the lease; never overwrite
+            current = await payments.get_payment(conn, payment.id)
+            assert current is not None
+            log.error("payment_created_twice", payment_id=payment.id, orphan=answer.payment_id)
+            return current
         await payments.add_event(
             conn,
             payment.id,
@@ -204,7 +208,8 @@ async def _record_creation(
     return updated
 
 
-async def _record_request(ctx: StageContext, request: CreatePaymentRequest) -> Payment:
+async def _record_request(ctx: StageContext, request: CreatePaymentRequest) -> tuple[Payment, bool]:
+    """The request's payment, and whether it was recorded just now with its creation lease taken."""
     try:
         return await _record_request_once(ctx, request)
     except UnknownCurrency:
@@ -213,8 +218,10 @@ async def _record_request(ctx: StageContext, request: CreatePaymentRequest) -> P
     return await _record_request_once(ctx, request)
 
 
-async def _record_request_once(ctx: StageContext, request: CreatePaymentRequest) -> Payment:
-    """The payment for this request_id: found (a replay) or recorded now, after the checks the door also makes."""
+async def _record_request_once(ctx: StageContext, request: CreatePaymentRequest) -> tuple[Payment, bool]:
+    """The payment for this request_id: found (a replay) or recorded now, after the checks the door also makes.
+
+    A payment recorded now is born with its creation lease taken by this caller (True); a replay's is not."""
     fingerprint = deposit_fingerprint(request)
     async with transaction(ctx.pool) as conn:
         await rejections.lock_request_id(conn, RequestKind.DEPOSIT, request.request_id)
@@ -232,10 +239,11 @@ async def _record_request_once(ctx: StageContext, request: CreatePaymentRequest)
                 currency_code=request.currency_code,
                 description=request.description,
                 look_again_in=CREATION_LEASE_SECONDS,
+                claim_seconds=CREATION_LEASE_SECONDS,
             )
             assert existing is not None  # the lock is held: nobody else can have inserted it meanwhile
-            return existing
-    return same_request_or_refuse(existing, fingerprint)
+            return existing, True
+    return same_request_or_refuse(existing, fingerprint), False
 
 
 async def _record_rejection(ctx: StageContext, payment: Payment, exc: GatewayRejected) -> Payment:

@@ -42,17 +42,21 @@ async def insert_payment(
     currency_code: str,
     description: str,
     look_again_in: float | None = None,
+    claim_seconds: float | None = None,
 ) -> Payment | None:
     """Record a new payment request; ``None`` if ``request_id`` is already taken.
 
     It is due for the scheduler ``look_again_in`` seconds from now (None: not due), so that a creation
     whose message was lost is resumed by a poll (the creation itself sets the first real poll).
+    With ``claim_seconds`` the new row is born with its creation lease taken for that long (as
+    `claim_creation` would take it), so the recorder may call the gateway without another transaction.
     """
     row = await conn.fetchrow(
         """
         INSERT INTO payments (id, request_id, request_fingerprint, user_id, amount_usd, currency_code, description,
-                              next_poll_at)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, now() + make_interval(secs => $8::float8))
+                              next_poll_at, create_claimed_until)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, now() + make_interval(secs => $8::float8),
+                now() + make_interval(secs => $9::float8))
         ON CONFLICT (request_id) DO NOTHING
         RETURNING *
         """,
@@ -64,6 +68,15 @@ async def insert_payment(
         currency_code,
         description,
         look_again_in,
+        claim_seconds,
+    )
+    return _from_row(row) if row else None
+
+
+async def record_creation(conn: asyncpg.Connection, payment_id: str, update: PaymentUpdate) -> Payment | None:
+    """Write what the gateway opened for a payment not yet created there; ``None`` (nothing written) if it is."""
+    row = await update_by_id(
+        conn, "payments", payment_id, update.changes(), updatable=_UPDATABLE, only_if="provider_payment_id IS NULL"
     )
     return _from_row(row) if row else None
 

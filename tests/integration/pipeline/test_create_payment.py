@@ -196,3 +196,28 @@ async def test_transient_failure_releases_the_lease_and_a_crashed_holders_lease_
         created = await create_payment(stack.ctx, request)
         assert created.id == recorded.id and created.provider_payment_id
         assert await _gateway_payments_for(stack, created.id) == 1
+
+
+async def test_a_first_delivery_records_the_payment_with_its_creation_lease_taken(database_url, redis_namespace):
+    """The lease is taken in the transaction that records the request (no claim of its own), and held
+    while the gateway call is in flight: a duplicate delivery then waits for it."""
+    async with Stack(database_url, redis_namespace, start_worker=False) as stack:
+        await stack.sim_post("/sim/faults", {"delay": 1.0, "count": 1, "path_prefix": "/v1/payment", "method": "POST"})
+        request = _request()
+        first = asyncio.create_task(create_payment(stack.ctx, request))
+        recorded = None
+        for _ in range(200):
+            async with stack.pool.acquire() as conn:
+                recorded = await payments.find_by_request_id(conn, request.request_id)
+            if recorded is not None:
+                break
+            await asyncio.sleep(0.005)
+        assert recorded is not None and recorded.provider_payment_id is None
+        assert recorded.create_claimed_until is not None and recorded.create_claimed_until > recorded.created_at
+        assert recorded.updated_at == recorded.created_at  # one transaction: no separate claim wrote the row
+        with pytest.raises(CreationInProgress):
+            await create_payment(stack.ctx, request)
+        created = await first
+        assert created.id == recorded.id and created.provider_payment_id and created.create_claimed_until is None
+        assert await _gateway_payments_for(stack, created.id) == 1
+        assert await _stored(stack) == (1, 1)
