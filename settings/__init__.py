@@ -96,6 +96,8 @@ class Settings(BaseSettings):
 
     # settle-deposit messages settled together in one database transaction (1: one at a time)
     payments_settle_group: int = Field(default=500, ge=1, le=4000)
+    # create-payment messages a worker process takes together and runs concurrently (1: one at a time)
+    payments_create_group: int = Field(default=50, ge=1, le=1000)
 
     # Notifications (Standard Webhooks): where events are sent, the signing secret in its whsec_ form,
     # and the retry schedule (seconds per failed attempt, the last one repeating) until give-up.

@@ -49,17 +49,30 @@ end
 """
 _ACK_CHUNK = 1000
 
-SettleGroup = Callable[[list[str]], GroupOutcome]
+SettleGroup = Callable[[list[Any]], GroupOutcome]
+# A message's key in the group and what the group stage is given for it; None sends it the ordinary way.
+Groupable = Callable[[Message[Any]], tuple[str, Any] | None]
+
+
+def plain_first_delivery(message: Message[Any], actor: str) -> bool:
+    """A first delivery to ``actor`` that needs nothing but an ack when it succeeds."""
+    options = message.options
+    return message.actor_name == actor and not options.get("retries", 0) and not _PER_MESSAGE_OPTIONS & set(options)
 
 
 def groupable_payment_id(message: Message[Any]) -> str | None:
     """The payment a message settles, if the group may take it; ``None`` sends it the ordinary way."""
-    if message.actor_name != ACTOR or message.options.get("retries", 0) or _PER_MESSAGE_OPTIONS & set(message.options):
+    if not plain_first_delivery(message, ACTOR):
         return None
     try:
         return PaymentMessage.from_message(message.args, message.kwargs).payment_id
     except InvalidRequest:
         return None
+
+
+def groupable_settlement(message: Message[Any]) -> tuple[str, str] | None:
+    payment_id = groupable_payment_id(message)
+    return None if payment_id is None else (payment_id, payment_id)
 
 
 def settle_on_runtime_loop(payment_ids: list[str]) -> GroupOutcome:
@@ -71,7 +84,10 @@ def settle_on_runtime_loop(payment_ids: list[str]) -> GroupOutcome:
 
 
 class GroupSettlingConsumer(_DeadLetteringConsumer):
-    """Consumer of the settle-deposit queue that settles what it can per group before handing out the rest."""
+    """Consumer of a queue that runs what it can per group before handing out the rest one at a time.
+
+    ``groupable`` keys each message (messages with one key share a fate); ``settle`` is given one item
+    per key and answers which keys it finished (acked together) and which to hand out alone."""
 
     def __init__(
         self,
@@ -82,10 +98,12 @@ class GroupSettlingConsumer(_DeadLetteringConsumer):
         *,
         group_size: int,
         settle: SettleGroup,
+        groupable: Groupable = groupable_settlement,
     ) -> None:
         super().__init__(broker, queue_name, prefetch, timeout)
         self.group_size = group_size
         self.settle = settle
+        self.groupable = groupable
         self.alone: deque[MessageProxy] = deque()  # fetched, to be handed out one at a time
         self._ack_many = broker.client.register_script(_ACK_MANY)
         self._ack_keys = [
@@ -115,6 +133,7 @@ class GroupSettlingConsumer(_DeadLetteringConsumer):
 
     def _take(self, bodies: Sequence[bytes | None]) -> None:
         by_payment: dict[str, list[MessageProxy]] = {}
+        items: dict[str, Any] = {}
         for data in bodies:
             if data is None:
                 continue
@@ -123,15 +142,16 @@ class GroupSettlingConsumer(_DeadLetteringConsumer):
             except DecodeError as exc:
                 self._dead_letter_undecodable(data, exc)
                 continue
-            payment_id = groupable_payment_id(message)
-            if payment_id is None:
+            keyed = self.groupable(message)
+            if keyed is None:
                 self.alone.append(message)
             else:
-                by_payment.setdefault(payment_id, []).append(message)
+                by_payment.setdefault(keyed[0], []).append(message)
+                items.setdefault(keyed[0], keyed[1])
         if not by_payment:
             return
         try:
-            outcome = self.settle(list(by_payment))
+            outcome = self.settle(list(items.values()))
         except Exception as exc:  # the loop or the runtime is gone: the ordinary path reports it per message
             log.warning("settle_group_not_run", size=len(by_payment), error=type(exc).__name__, detail=str(exc)[:200])
             outcome = GroupOutcome(finished=frozenset(), left=frozenset(by_payment))

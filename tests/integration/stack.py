@@ -31,6 +31,7 @@ from tests.ports import free_port
 from tests.secrets_guard import GUARD
 from workers.actors import PipelineActors, declare_actors
 from workers.broker import build_broker, queue_name
+from workers.create_group import install_group_creation
 from workers.enqueue import ActorEnqueuer
 from workers.notification_actors import declare_notification_actors
 from workers.runtime import StageRuntime
@@ -128,6 +129,7 @@ class Stack:
         self.actors = declare_actors(self.broker)
         declare_notification_actors(self.broker)
         install_group_settlement(self.broker, self.settings)
+        install_group_creation(self.broker, self.settings)
         self.enqueue = ActorEnqueuer(self.broker)
         self.ctx = StageContext(pool=self.pool, gateway=self.gateway, settings=self.settings, enqueue=self.enqueue)
         if self.start_worker:

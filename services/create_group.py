@@ -1,0 +1,51 @@
+"""create-payment for a group of requests at once: the single stage (services/create_payment.py) run for
+every member concurrently on one event loop, at most `CONCURRENCY` at a time.
+
+Every guarantee is the single stage's own, per member: the request recorded once under its request_id
+lock, the creation lease, the gateway called outside any transaction, the answer recorded once. A member
+that does not end as the single stage ends on success (refused, gateway down, lease held by another
+worker, any error) is handed back to the caller, which runs it alone with the ordinary retries and
+dead-lettering; it never holds back or rolls back the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Sequence
+
+import structlog
+
+from domain.payments import Payment
+from services.commands import CreatePaymentRequest
+from services.context import StageContext
+from services.create_payment import create_payment
+from services.settle_batch import GroupOutcome
+
+log = structlog.get_logger(__name__)
+
+# Gateway calls in flight at once for one group (each member holds a pooled connection only inside
+# its short transactions, never during its gateway call).
+CONCURRENCY = 16
+
+
+async def create_group(ctx: StageContext, members: Sequence[tuple[str, CreatePaymentRequest]]) -> GroupOutcome:
+    """Run create-payment for each ``(key, request)``; answers the keys finished and the keys to run alone."""
+    gate = asyncio.Semaphore(CONCURRENCY)
+
+    async def one(request: CreatePaymentRequest) -> Payment:
+        async with gate:
+            return await create_payment(ctx, request)
+
+    results = await asyncio.gather(*(one(request) for _, request in members), return_exceptions=True)
+    finished: set[str] = set()
+    left: set[str] = set()
+    reasons: Counter[str] = Counter()
+    for (key, _), result in zip(members, results, strict=True):
+        if isinstance(result, Payment):
+            finished.add(key)
+        else:
+            left.add(key)
+            reasons[type(result).__name__] += 1
+    log.info("payments_created_in_group", size=len(members), finished=len(finished), left=dict(reasons))
+    return GroupOutcome(finished=frozenset(finished), left=frozenset(left - finished))

@@ -1,0 +1,74 @@
+"""The create-payment queue consumed in groups: many creations per message fetch and ack.
+
+Senders are unchanged: they enqueue ``create_payment(...)`` as before. In the worker, the consumer of
+the ``create-payment`` queue fetches up to a group of messages at once, runs the create-payment stage
+for every plain first delivery among them concurrently (services/create_group.py) and acks the ones
+that succeeded together in one Redis call. Everything else goes through dramatiq's ordinary path, one
+message at a time to the ``create_payment`` actor, with its retries, refusal records and dead-lettering:
+members the group handed back (refused, gateway error, lease held elsewhere), redeliveries, malformed or
+delayed messages, and messages carrying callbacks. Messages with the same request and the same content
+share one run and one fate; the same request_id with different content runs as its own member (and is
+refused, as the single stage refuses it).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dramatiq
+from dramatiq import Message
+from dramatiq.asyncio import get_event_loop_thread
+
+from domain.errors import InvalidRequest
+from services.commands import CreatePaymentRequest
+from services.create_group import create_group
+from services.rejections import deposit_fingerprint
+from services.settle_batch import GroupOutcome
+from settings import Settings
+from workers.broker import PaymentsRedisBroker
+from workers.runtime import current_context
+from workers.settle_group import GroupSettlingConsumer, plain_first_delivery
+
+QUEUE = "create-payment"
+ACTOR = "create_payment"
+
+Member = tuple[str, CreatePaymentRequest]
+
+
+def groupable_request(message: Message[Any]) -> tuple[str, Member] | None:
+    """The message's key (request_id and content) and its request, if the group may take it."""
+    if not plain_first_delivery(message, ACTOR):
+        return None
+    try:
+        request = CreatePaymentRequest.from_message(message.args, message.kwargs)
+    except InvalidRequest:
+        return None
+    key = f"{request.request_id}\n{deposit_fingerprint(request)}"
+    return key, (key, request)
+
+
+def create_on_runtime_loop(members: list[Member]) -> GroupOutcome:
+    """Run the group on the worker's event loop, where its database pool and gateway client live."""
+    loop_thread = get_event_loop_thread()
+    if loop_thread is None:
+        raise RuntimeError("the worker runtime has not booted")
+    return loop_thread.run_coroutine(create_group(current_context(), members))
+
+
+def install_group_creation(broker: dramatiq.Broker, settings: Settings) -> None:
+    """Consume create-payment in groups of ``PAYMENTS_CREATE_GROUP`` (1 keeps one message at a time). Redis only."""
+    if settings.payments_create_group <= 1 or not isinstance(broker, PaymentsRedisBroker):
+        return
+
+    def consumer(broker: PaymentsRedisBroker, queue_name: str, prefetch: int, timeout: int) -> GroupSettlingConsumer:
+        return GroupSettlingConsumer(
+            broker,
+            queue_name,
+            prefetch,
+            timeout,
+            group_size=settings.payments_create_group,
+            settle=create_on_runtime_loop,
+            groupable=groupable_request,
+        )
+
+    broker.consumer_factories[QUEUE] = consumer
