@@ -100,6 +100,16 @@ def js_number(value: float) -> str:
         return "null"
     if value == 0:
         return "0"  # also -0
+    text = repr(value)
+    if "e" not in text:
+        # Python writes 1e-4 <= |x| < 1e16 in plain notation with the same shortest round-trip digits
+        # as JavaScript (which writes 1e-6 <= |x| < 1e21 plainly); only a whole number's ".0" differs.
+        return text[:-2] if text.endswith(".0") else text
+    return _js_number_general(value)
+
+
+def _js_number_general(value: float) -> str:
+    """The general ECMAScript Number::toString(10) for a finite, non-zero double."""
     sign = "-" if value < 0 else ""
     # repr gives the shortest digit string that round-trips, which is what the
     # ECMAScript algorithm asks for (k as small as possible).

@@ -243,3 +243,17 @@ def test_canonical_path_returns_the_signed_values_not_the_sent_digits() -> None:
     sent = b'{"payment_status": "finished", "payment_id": 5, "actually_paid": 1e-400}'
     body = verify_ipn(sent, signature, "secret-for-test")
     assert body["actually_paid"] == 0 and body["payment_id"] == 5
+
+
+def test_js_number_plain_shortcut_agrees_with_the_general_algorithm() -> None:
+    """Doubles Python writes without an exponent take a shortcut; it must print what the full algorithm prints."""
+    from random import Random
+
+    from gateway.signature import _js_number_general
+
+    rng = Random(20261201)
+    values = [0.1, 0.5, 1.0, 20.0, 123.456, 9007199254740993.0, 1e-4, 1e15, 9.999999999999999e15, 0.00041234]
+    values += [rng.uniform(0.5, 10.0) * 10.0 ** rng.randint(-8, 18) for _ in range(5000)]
+    values += [float(rng.randint(-(2**60), 2**60)) for _ in range(1000)]
+    for value in values + [-v for v in values]:
+        assert js_number(value) == _js_number_general(value), value
