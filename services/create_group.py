@@ -3,9 +3,10 @@ every member concurrently on one event loop, at most `CONCURRENCY` at a time.
 
 Every guarantee is the single stage's own, per member: the request recorded once under its request_id
 lock, the creation lease, the gateway called outside any transaction, the answer recorded once. A member
-that does not end as the single stage ends on success (refused, gateway down, lease held by another
-worker, any error) is handed back to the caller, which runs it alone with the ordinary retries and
-dead-lettering; it never holds back or rolls back the others.
+that finds another holder's live lease is finished, as the actor finishes it (the stage made the
+scheduler's look due when that lease ends). Any other member that does not end with its payment (refused,
+gateway down, any error) is handed back to the caller, which runs it alone with the ordinary retries,
+refusal record and dead-lettering; it never holds back or rolls back the others.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from domain.payments import Payment
 from services.commands import CreatePaymentRequest
 from services.context import StageContext
 from services.create_payment import create_payment
+from services.errors import CreationInProgress
 from services.settle_batch import GroupOutcome
 
 log = structlog.get_logger(__name__)
@@ -41,9 +43,12 @@ async def create_group(ctx: StageContext, members: Sequence[tuple[str, CreatePay
     finished: set[str] = set()
     left: set[str] = set()
     reasons: Counter[str] = Counter()
-    for (key, _), result in zip(members, results, strict=True):
+    for (key, request), result in zip(members, results, strict=True):
         if isinstance(result, Payment):
             finished.add(key)
+        elif isinstance(result, CreationInProgress):
+            finished.add(key)
+            log.info("lease_held_left_to_scheduler", actor="create_payment", subject=request.request_id)
         else:
             left.add(key)
             reasons[type(result).__name__] += 1

@@ -6,9 +6,9 @@ for every plain first delivery among them concurrently (services/create_group.py
 that succeeded together in one Redis call. Everything else goes through dramatiq's ordinary path, one
 message at a time to the ``create_payment`` actor, with its retries, refusal records and dead-lettering:
 members the group handed back (refused, gateway error, lease held elsewhere), redeliveries, malformed or
-delayed messages, and messages carrying callbacks. Messages with the same request and the same content
-share one run and one fate; the same request_id with different content runs as its own member (and is
-refused, as the single stage refuses it).
+delayed messages, and messages carrying callbacks. Every message is a member of its own, as it would be
+an actor call of its own: duplicates of one request meet in the database (its request_id lock and the
+creation lease), exactly as concurrent deliveries to the ordinary actor do.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from dramatiq.asyncio import get_event_loop_thread
 from domain.errors import InvalidRequest
 from services.commands import CreatePaymentRequest
 from services.create_group import create_group
-from services.rejections import deposit_fingerprint
 from services.settle_batch import GroupOutcome
 from settings import Settings
 from workers.broker import PaymentsRedisBroker
@@ -36,15 +35,14 @@ Member = tuple[str, CreatePaymentRequest]
 
 
 def groupable_request(message: Message[Any]) -> tuple[str, Member] | None:
-    """The message's key (request_id and content) and its request, if the group may take it."""
+    """The message's key (its id) and its request, if the group may take it."""
     if not plain_first_delivery(message, ACTOR):
         return None
     try:
         request = CreatePaymentRequest.from_message(message.args, message.kwargs)
     except InvalidRequest:
         return None
-    key = f"{request.request_id}\n{deposit_fingerprint(request)}"
-    return key, (key, request)
+    return message.message_id, (message.message_id, request)
 
 
 def create_on_runtime_loop(members: list[Member]) -> GroupOutcome:
