@@ -205,11 +205,11 @@ async def test_simulator_reprs_hide_secrets(sim: SimulatorServer) -> None:
 async def test_an_ipn_waiting_for_a_free_connection_is_not_timed_out(receiver: Receiver) -> None:
     """The IPN timeout is the merchant's time to answer. IPNs queued behind others for one of the
     simulator's connections are sent when one frees up: not failed, retried and sent twice."""
-    receiver.answer_delay = 0.1
-    with fresh_simulator(auto_advance_seconds=0, ipn_connections=2, ipn_timeout_seconds=0.6) as sim:
+    receiver.answer_delay = 0.03  # far below the timeout; 40 IPNs queued on one connection wait far above it
+    with fresh_simulator(auto_advance_seconds=0, ipn_connections=1, ipn_timeout_seconds=0.6) as sim:
         async with NowPaymentsClient(base_url=sim.api_url, api_key=SecretStr(API_KEY)) as gateway:
-            paid = [await new_payment(gateway, receiver) for _ in range(20)]
-            for _ in range(300):
+            paid = [await new_payment(gateway, receiver) for _ in range(40)]
+            for _ in range(600):
                 if all(receiver.statuses(p.payment_id)[-1:] == ["finished"] for p in paid):
                     break
                 await asyncio.sleep(0.05)
