@@ -12,6 +12,7 @@ carrying callbacks.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -23,7 +24,7 @@ import structlog
 from dramatiq import Message
 from dramatiq.asyncio import get_event_loop_thread
 from dramatiq.broker import MessageProxy
-from dramatiq.common import compute_backoff
+from dramatiq.common import compute_backoff, current_millis
 from dramatiq.errors import ConnectionClosed, DecodeError
 
 from domain.errors import InvalidRequest
@@ -104,6 +105,7 @@ class GroupSettlingConsumer(_DeadLetteringConsumer):
         self.group_size = group_size
         self.settle = settle
         self.groupable = groupable
+        self.meters = _meters(broker)
         self.alone: deque[MessageProxy] = deque()  # fetched, to be handed out one at a time
         self._ack_many = broker.client.register_script(_ACK_MANY)
         self._ack_keys = [
@@ -150,14 +152,26 @@ class GroupSettlingConsumer(_DeadLetteringConsumer):
                 items.setdefault(keyed[0], keyed[1])
         if not by_payment:
             return
+        started = current_millis()
         try:
             outcome = self.settle(list(items.values()))
         except Exception as exc:  # the loop or the runtime is gone: the ordinary path reports it per message
             log.warning("settle_group_not_run", size=len(by_payment), error=type(exc).__name__, detail=str(exc)[:200])
             outcome = GroupOutcome(finished=frozenset(), left=frozenset(by_payment))
-        self._ack([m for payment_id in outcome.finished for m in by_payment.get(payment_id, [])])
+        finished = [m for payment_id in outcome.finished for m in by_payment.get(payment_id, [])]
+        self._count(finished, started)
+        self._ack(finished)
         for payment_id in sorted(outcome.left):
             self.alone.extend(by_payment.get(payment_id, []))
+
+    def _count(self, messages: list[MessageProxy], started_ms: int) -> None:
+        """Count messages the group finished in the worker's metrics as processed, each taking the group's time
+        (messages handed out alone are counted by the worker as usual)."""
+        for meter in self.meters:
+            for message in messages:
+                meter.before_process_message(self.broker, message)
+                meter.message_start_times[message.message_id] = started_ms
+                meter.after_process_message(self.broker, message, result=None)
 
     def _ack(self, messages: list[MessageProxy]) -> None:
         ids = [message.options["redis_message_id"] for message in messages]
@@ -170,6 +184,14 @@ class GroupSettlingConsumer(_DeadLetteringConsumer):
         if left:
             self.requeue(left)
         super().close()
+
+
+def _meters(broker: dramatiq.Broker) -> list[Any]:
+    """dramatiq's Prometheus middleware on ``broker``, when the worker serves metrics (workers/broker.py)."""
+    module = sys.modules.get("dramatiq.middleware.prometheus")
+    if module is None:
+        return []
+    return [middleware for middleware in broker.middleware if isinstance(middleware, module.Prometheus)]
 
 
 def install_group_settlement(broker: dramatiq.Broker, settings: Settings) -> None:
