@@ -39,7 +39,16 @@ async def create_group(ctx: StageContext, members: Sequence[tuple[str, CreatePay
         async with gate:
             return await create_payment(ctx, request)
 
-    results = await asyncio.gather(*(one(request) for _, request in members), return_exceptions=True)
+    tasks = [asyncio.ensure_future(one(request)) for _, request in members]
+    try:
+        await asyncio.wait(tasks)
+    except asyncio.CancelledError:
+        # A stop cancelled the group (workers/stopping.py): what finished is kept, the rest goes back.
+        for task in tasks:
+            task.cancel()
+        await asyncio.wait(tasks)
+        log.warning("payments_group_interrupted", size=len(members), unfinished=sum(not _ended(t) for t in tasks))
+    results = [task.exception() or task.result() if _ended(task) else asyncio.CancelledError() for task in tasks]
     finished: set[str] = set()
     left: set[str] = set()
     reasons: Counter[str] = Counter()
@@ -54,3 +63,8 @@ async def create_group(ctx: StageContext, members: Sequence[tuple[str, CreatePay
             reasons[type(result).__name__] += 1
     log.info("payments_created_in_group", size=len(members), finished=len(finished), left=dict(reasons))
     return GroupOutcome(finished=frozenset(finished), left=frozenset(left - finished))
+
+
+def _ended(task: asyncio.Task[Payment]) -> bool:
+    """Ran to an answer or an error (not cancelled)."""
+    return task.done() and not task.cancelled()

@@ -13,6 +13,7 @@ creation lease), exactly as concurrent deliveries to the ordinary actor do.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import dramatiq
@@ -27,6 +28,7 @@ from settings import Settings
 from workers.broker import PaymentsRedisBroker
 from workers.runtime import current_context
 from workers.settle_group import GroupSettlingConsumer, plain_first_delivery
+from workers.stopping import IN_FLIGHT
 
 QUEUE = "create-payment"
 ACTOR = "create_payment"
@@ -50,7 +52,20 @@ def create_on_runtime_loop(members: list[Member]) -> GroupOutcome:
     loop_thread = get_event_loop_thread()
     if loop_thread is None:
         raise RuntimeError("the worker runtime has not booted")
-    return loop_thread.run_coroutine(create_group(current_context(), members))
+    return loop_thread.run_coroutine(_create_interruptibly(members))
+
+
+async def _create_interruptibly(members: list[Member]) -> GroupOutcome:
+    """The group as one of the actors in flight: a stop gives it the same grace, then cancels it; its
+    unfinished members come back as left, and the consumer puts them back on the queue as it closes."""
+    task = asyncio.current_task()
+    if task is not None:
+        IN_FLIGHT.tasks.add(task)
+    try:
+        return await create_group(current_context(), members)
+    finally:
+        if task is not None:
+            IN_FLIGHT.tasks.discard(task)
 
 
 def install_group_creation(broker: dramatiq.Broker, settings: Settings) -> None:

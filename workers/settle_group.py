@@ -33,6 +33,7 @@ from services.settle_batch import GroupOutcome, settle_group
 from settings import Settings
 from workers.broker import PaymentsRedisBroker, _DeadLetteringConsumer
 from workers.runtime import current_context
+from workers.stopping import IN_FLIGHT
 
 log = structlog.get_logger(__name__)
 
@@ -121,8 +122,9 @@ class GroupSettlingConsumer(_DeadLetteringConsumer):
                     self.queued_message_ids.add(message.message_id)
                     return message
                 bodies = []
-                # While messages handed out earlier are still being worked on alone, take no more.
-                if len(self.queued_message_ids) < self.prefetch:
+                # While messages handed out earlier are still being worked on alone, take no more; and
+                # none once the worker is stopping (its workers take nothing new either).
+                if len(self.queued_message_ids) < self.prefetch and not IN_FLIGHT.stopping:
                     bodies = self.broker.do_fetch(self.queue_name, self.group_size)
                 if not bodies:
                     self.misses, backoff_ms = compute_backoff(self.misses, max_backoff=self.timeout)
@@ -161,8 +163,18 @@ class GroupSettlingConsumer(_DeadLetteringConsumer):
         finished = [m for payment_id in outcome.finished for m in by_payment.get(payment_id, [])]
         self._count(finished, started)
         self._ack(finished)
-        for payment_id in sorted(outcome.left):
-            self.alone.extend(by_payment.get(payment_id, []))
+        left = [m for key in sorted(outcome.left) for m in by_payment.get(key, [])]
+        if IN_FLIGHT.stopping:  # a stop cut the group short: put the rest back now, hand nothing out
+            self._requeue_at_shutdown(left)
+        else:
+            self.alone.extend(left)
+
+    def _requeue_at_shutdown(self, messages: list[MessageProxy]) -> None:
+        if messages:
+            self.requeue(messages)
+        for message in messages:
+            log.warning("message_requeued_at_shutdown", queue=message.queue_name, actor=message.actor_name,
+                        message_id=message.message_id)  # fmt: skip
 
     def _count(self, messages: list[MessageProxy], started_ms: int) -> None:
         """Count messages the group finished in the worker's metrics as processed, each taking the group's time
@@ -181,8 +193,7 @@ class GroupSettlingConsumer(_DeadLetteringConsumer):
     def close(self) -> None:
         """Put back what was fetched but never handed out (the ordinary consumer leaves it to maintenance)."""
         left, self.alone = list(self.alone), deque()
-        if left:
-            self.requeue(left)
+        self._requeue_at_shutdown(left)
         super().close()
 
 
