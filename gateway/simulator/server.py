@@ -85,6 +85,11 @@ class SimulatorServer:
             finally:
                 if self._runner is not None:
                     loop.run_until_complete(self._runner.cleanup())
+                # What cleanup() cancelled (a request held by a "delay" fault) ends before the loop closes.
+                leftover = asyncio.all_tasks(loop)
+                for task in leftover:
+                    task.cancel()
+                loop.run_until_complete(asyncio.gather(*leftover, return_exceptions=True))
                 loop.run_until_complete(loop.shutdown_asyncgens())
                 loop.close()
 
