@@ -17,6 +17,10 @@ from gateway.simulator.state import STATE_KEY, SimState
 
 log = logging.getLogger("gateway.simulator")
 
+# How long stop() lets requests in flight finish before cancelling them. A "delay" fault can hold a
+# request for minutes; aiohttp's default (60 s) would outlast stop()'s own wait for the thread.
+SHUTDOWN_TIMEOUT_SECONDS = 1.0
+
 
 class SimulatorServer:
     """Runs the simulator on a background thread with its own event loop."""
@@ -58,7 +62,7 @@ class SimulatorServer:
         failure: list[BaseException] = []
 
         async def boot() -> None:
-            self._runner = web.AppRunner(self._app, access_log=None)
+            self._runner = web.AppRunner(self._app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS)
             await self._runner.setup()
             site = web.TCPSite(self._runner, self._host, self._port)
             await site.start()
@@ -81,6 +85,11 @@ class SimulatorServer:
             finally:
                 if self._runner is not None:
                     loop.run_until_complete(self._runner.cleanup())
+                # What cleanup() cancelled (a request held by a "delay" fault) ends before the loop closes.
+                leftover = asyncio.all_tasks(loop)
+                for task in leftover:
+                    task.cancel()
+                loop.run_until_complete(asyncio.gather(*leftover, return_exceptions=True))
                 loop.run_until_complete(loop.shutdown_asyncgens())
                 loop.close()
 

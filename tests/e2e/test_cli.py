@@ -227,6 +227,7 @@ def failed_worker_boot(tmp_path_factory) -> Iterator[tuple[Proc, float, dict[str
         client.close()
 
 
+@pytest.mark.xdist_group("cli-failed-worker-boot")  # one worker builds the module fixture once
 def test_worker_with_unreachable_database_exits_non_zero_instead_of_consuming(failed_worker_boot):
     proc, elapsed, queues = failed_worker_boot
     assert proc.popen.returncode is not None, f"worker still running after 60 s:\n{proc.output[-3000:]}"
@@ -240,6 +241,7 @@ def test_worker_with_unreachable_database_exits_non_zero_instead_of_consuming(fa
     assert DB_PASSWORD not in proc.output and SECRET_API_KEY not in proc.output
 
 
+@pytest.mark.xdist_group("cli-failed-worker-boot")  # one worker builds the module fixture once
 def test_worker_with_unreachable_database_exits_within_seconds(failed_worker_boot):
     proc, elapsed, _ = failed_worker_boot
     assert proc.popen.returncode not in (None, 0)

@@ -33,6 +33,10 @@ from tests.e2e.conftest import SIM_API_KEY, SIM_IPN_SECRET
 from tests.e2e.procs import Launcher, Proc, http_get, minimal_env, wait_until
 from tests.ports import free_port
 
+# These tests assert wall-clock bounds on stopping and recovery: under xdist they run one after another on
+# one worker (scripts/test --dist loadgroup) rather than beside each other.
+pytestmark = pytest.mark.xdist_group("stop-and-recovery-bounds")
+
 API_TOKEN = "platform-stop-api-token"
 STOP_BOUND = 25.0  # the platform kills at 30 s; we want margin
 HANG_SECONDS = 120  # longer than any stop: the gateway call only ends because the worker cancels it

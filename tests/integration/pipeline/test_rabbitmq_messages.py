@@ -27,9 +27,28 @@ from tests.integration.stack import Stack, eventually
 async def rabbit_stack(database_url: str, redis_namespace: str) -> AsyncIterator[Stack]:
     try:
         async with Stack(database_url, redis_namespace, ipn=False, broker_url=RABBITMQ_URL) as stack:
+            await _consumed(f"{stack.namespace}.create-payment")
             yield stack
     finally:
         delete_rabbitmq_queues(redis_namespace)
+
+
+async def _consumed(queue: str) -> None:
+    """Until the worker consumes ``queue``. dramatiq declares a queue on RabbitMQ only when its consumer
+    thread starts, and the default exchange drops what is routed to a queue that does not exist yet:
+    a foreign sender publishing before that (a busy machine delays the thread) would lose its messages."""
+
+    async def consumers() -> int:
+        connection = pika.BlockingConnection(pika.URLParameters(RABBITMQ_URL))
+        try:
+            return connection.channel().queue_declare(queue, passive=True).method.consumer_count
+        except pika.exceptions.ChannelClosedByBroker:  # 404: not declared yet
+            return 0
+        finally:
+            if connection.is_open:
+                connection.close()
+
+    await eventually(consumers)
 
 
 def _publish(queue: str, body: bytes) -> None:
