@@ -87,8 +87,9 @@ async def _create_at_gateway(ctx: StageContext, payment: Payment, *, claimed: bo
             raise
         if earlier is not None:
             return await _record_creation(ctx, payment, earlier, adopted=True)
-    async with transaction(ctx.pool) as conn:
-        await payments.mark_gateway_attempt(conn, payment.id)  # committed before the request leaves
+        async with transaction(ctx.pool) as conn:
+            await payments.mark_gateway_attempt(conn, payment.id)  # committed before the request leaves
+    # (a first delivery's row was recorded with its attempt noted: an attempt never sent only costs a lookup)
     # The gateway is called outside any database transaction.
     try:
         answer = await ctx.gateway.create_payment(

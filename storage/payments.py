@@ -49,14 +49,15 @@ async def insert_payment(
     It is due for the scheduler ``look_again_in`` seconds from now (None: not due), so that a creation
     whose message was lost is resumed by a poll (the creation itself sets the first real poll).
     With ``claim_seconds`` the new row is born with its creation lease taken for that long (as
-    `claim_creation` would take it), so the recorder may call the gateway without another transaction.
+    `claim_creation` would take it) and its gateway attempt noted (as `mark_gateway_attempt` would note
+    it), so the recorder may call the gateway without another transaction.
     """
     row = await conn.fetchrow(
         """
         INSERT INTO payments (id, request_id, request_fingerprint, user_id, amount_usd, currency_code, description,
-                              next_poll_at, create_claimed_until)
+                              next_poll_at, create_claimed_until, gateway_attempted_at)
         VALUES ($1, $2, $3, $4, $5, $6, $7, now() + make_interval(secs => $8::float8),
-                now() + make_interval(secs => $9::float8))
+                now() + make_interval(secs => $9::float8), CASE WHEN $9::float8 IS NOT NULL THEN now() END)
         ON CONFLICT (request_id) DO NOTHING
         RETURNING *
         """,

@@ -17,7 +17,7 @@ from services.context import StageContext, gateway_from_settings
 from settings import Settings
 from storage.db import create_pool
 from workers.enqueue import ActorEnqueuer
-from workers.stopping import begin_stop
+from workers.stopping import IN_FLIGHT, begin_stop
 
 log = structlog.get_logger(__name__)
 
@@ -41,6 +41,7 @@ class StageRuntime(AsyncIO):
         self.exit_on_boot_failure = exit_on_boot_failure
 
     def before_worker_boot(self, broker, worker):  # type: ignore[no-untyped-def]
+        IN_FLIGHT.stopping = False  # a process that runs a worker again (tests do) starts it unstopped
         super().before_worker_boot(broker, worker)
         try:
             get_event_loop_thread().run_coroutine(self._open(broker))  # type: ignore[union-attr]
