@@ -42,16 +42,24 @@ async def create_payment(ctx: StageContext, request: CreatePaymentRequest) -> Pa
     created = await _create_at_gateway(ctx, payment, claimed=claimed)
     if created is not None:
         return created
+    current, until = await _look_when_the_lease_ends(ctx, payment.id)
+    if until is None:
+        return current
+    raise CreationInProgress(f"payment {payment.id} is being created by another worker", until=until)
+
+
+async def _look_when_the_lease_ends(ctx: StageContext, payment_id: str) -> tuple[Payment, datetime | None]:
+    """Another holder has the creation lease. It may die with it: the scheduler's look (poll-status resumes
+    the creation) is made due when the lease ends at the latest, so the caller has nothing left to do.
+    Answers the payment and that time (None when the payment was created meanwhile)."""
     async with transaction(ctx.pool) as conn:
-        current = await payments.get_payment(conn, payment.id)
+        current = await payments.get_payment(conn, payment_id)
         assert current is not None
         if current.created_at_gateway or current.status is not PaymentStatus.PENDING:
-            return current
-        # The holder may die with its lease: the scheduler's look (poll-status resumes the creation) is due
-        # when the lease ends at the latest, so this message has nothing left to do and need not be retried.
+            return current, None
         until = current.create_claimed_until or datetime.now(UTC)
-        await payments.look_again_by(conn, payment.id, at=until)
-    raise CreationInProgress(f"payment {payment.id} is being created by another worker", until=until)
+        await payments.look_again_by(conn, payment_id, at=until)
+    return current, until
 
 
 async def resume_creation(ctx: StageContext, payment: Payment) -> Payment | None:
@@ -66,7 +74,12 @@ async def resume_creation(ctx: StageContext, payment: Payment) -> Payment | None
         return None  # an earlier attempt's payment may still appear on the gateway's list: the scheduler comes back
     if created is not None:
         log.warning("payment_creation_resumed", payment_id=payment.id, provider_payment_id=created.provider_payment_id)
-    return created
+        return created
+    current, until = await _look_when_the_lease_ends(ctx, payment.id)
+    if until is not None:
+        log.info("creation_lease_held", payment_id=payment.id, until=until.isoformat())
+        return None
+    return current
 
 
 async def _create_at_gateway(ctx: StageContext, payment: Payment, *, claimed: bool = False) -> Payment | None:

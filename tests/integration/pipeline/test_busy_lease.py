@@ -17,6 +17,7 @@ from structlog.testing import capture_logs
 
 from domain.ids import new_payment_id
 from services.create_payment import CREATION_LEASE_SECONDS
+from services.poll_status import poll_status
 from services.rejections import deposit_fingerprint
 from storage import payments, withdrawals
 from tests.integration.pipeline.test_create_payment import _gateway_payments_for, _request
@@ -173,3 +174,37 @@ async def test_a_payment_whose_creator_died_is_created_once_after_its_lease_with
         for queue in ("create-payment", "poll-status"):
             assert queue_state(stack, queue)["dead"] == 0, queue
         assert queue_state(stack, "create-payment") == ZERO_QUEUE
+
+
+async def test_a_poll_that_finds_the_creation_lease_held_makes_the_next_look_due_when_it_ends(
+    database_url, redis_namespace
+):
+    """A poll resuming a creation whose holder (perhaps killed) still has the lease: nothing is created, and
+    the scheduler comes back when the lease ends rather than at the payment's ordinary next look."""
+    async with Stack(database_url, redis_namespace, start_worker=False) as stack:
+        request = _request()
+        async with stack.pool.acquire() as conn:
+            payment = await payments.insert_payment(
+                conn,
+                payment_id=new_payment_id(),
+                request_id=request.request_id,
+                fingerprint=deposit_fingerprint(request),
+                user_id=request.user_id,
+                amount_usd=request.amount_usd,
+                currency_code=request.currency_code,
+                description=request.description,
+                look_again_in=3600,
+                claim_seconds=LEASE_SECONDS,
+            )
+        assert payment is not None and payment.create_claimed_until is not None
+        lease = payment.create_claimed_until
+
+        with capture_logs() as logs:
+            assert await poll_status(stack.ctx, payment.id) is None
+
+        async with stack.pool.acquire() as conn:
+            waiting = await payments.get_payment(conn, payment.id)
+        assert waiting is not None and waiting.provider_payment_id is None
+        assert waiting.next_poll_at == lease
+        assert [e["until"] for e in logs if e["event"] == "creation_lease_held"] == [lease.isoformat()]
+        assert await _gateway_payments_for(stack, payment.id) == 0
