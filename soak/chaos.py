@@ -22,7 +22,8 @@ T = TypeVar("T")
 @dataclass
 class ChaosLog:
     kills: int = 0
-    recoveries: list[float] = field(default_factory=list)
+    recoveries: list[float] = field(default_factory=list)  # kill → every message it held finished elsewhere
+    requeues: list[float] = field(default_factory=list)  # kill → every message it held back on a queue
     unrecovered: int = 0
     nothing_in_flight: int = 0  # kills of processes that held no message
     redis_outages: int = 0
@@ -66,6 +67,21 @@ def seconds_until_finished(client: redis.Redis, namespace: str, held: set[tuple[
     return None if pending else time.monotonic() - started
 
 
+def seconds_until_released(client: redis.Redis, namespace: str, held: set[tuple[str, str, str]]) -> float | None:
+    """Wait until every one of ``held`` (dead broker id, queue, message id) has left the dead process's ack set:
+    put back on its queue for another worker (or finished); seconds taken, or None past the cap."""
+    started = time.monotonic()
+    pending = set(held)
+    while pending and time.monotonic() - started < RECOVERY_CAP_S:
+        try:
+            pending = {(b, q, mid) for b, q, mid in pending if client.sismember(f"{namespace}:__acks__.{b}.{q}", mid)}
+        except redis.RedisError:
+            pass
+        if pending:
+            time.sleep(0.1)
+    return None if pending else time.monotonic() - started
+
+
 class Chaos:
     def __init__(self, supervisor: Supervisor, own_redis: OwnRedis, database: ScratchDatabase, namespace: str,
                  rng: random.Random, *, kill_every: tuple[float, float]) -> None:  # fmt: skip
@@ -105,13 +121,19 @@ class Chaos:
             by_process = await asyncio.to_thread(_retrying, lambda: in_flight(client, self.namespace))
             await asyncio.sleep(3.0)  # live processes beat every second
             dead = await asyncio.to_thread(_retrying, lambda: stopped_beating(client, self.namespace, killed_at_ms))
-            held = {message for broker_id in dead for message in by_process.get(broker_id, set())}
-            seconds = await asyncio.to_thread(seconds_until_finished, client, self.namespace, held)
+            owned = {(broker_id, q, mid) for broker_id in dead for q, mid in by_process.get(broker_id, set())}
+            held = {(q, mid) for _, q, mid in owned}
+            released, seconds = await asyncio.gather(
+                asyncio.to_thread(seconds_until_released, client, self.namespace, owned),
+                asyncio.to_thread(seconds_until_finished, client, self.namespace, held),
+            )
         finally:
             client.close()
         if not held:
             self.log.nothing_in_flight += 1
             return
+        if released is not None:
+            self.log.requeues.append(released + 3.0)  # from the kill: the 3 s waited above included
         if seconds is not None:
             seconds = time.monotonic() - started
         if seconds is None:

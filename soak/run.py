@@ -209,11 +209,18 @@ async def _judge(plans: list[UserPlan], dsn: str, redis_url: str, supervisor: Su
     return figures
 
 
+def _spread(seconds: list[float]) -> str:
+    if not seconds:
+        return "none measured"
+    ordered = sorted(seconds)
+    p95 = ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
+    return f"max {ordered[-1]:.1f} s, p95 {p95:.1f} s, median {statistics.median(ordered):.1f} s"
+
+
 def _report(options: Options, progress: Progress, chaos: Chaos, figures: Figures, *, driven: float,
             drain_s: float | None, http: Http) -> None:  # fmt: skip
     log = chaos.log
     recoveries = sorted(log.recoveries)
-    p95 = recoveries[min(len(recoveries) - 1, int(0.95 * len(recoveries)))] if recoveries else None
     print("=== payments soak report ===")
     print(f"driven: {progress.deposits_sent} deposits, {progress.withdrawals_sent} withdrawals, {options.users} users, "
           f"{options.concurrency} concurrent clients, 20 % sending every message twice, in {driven:.0f} s")
@@ -222,10 +229,10 @@ def _report(options: Options, progress: Progress, chaos: Chaos, figures: Figures
           f"terminated in {log.termination_rounds} rounds, gateway 5 % 503 + 5 % timeouts, IPNs 20 % duplicated/"
           f"delayed/reordered; {'; '.join(log.events)}")
     if recoveries:
-        print(f"recovery after a kill (every message the dead processes held finished by another): max "
-              f"{recoveries[-1]:.1f} s, p95 {p95:.1f} s, median {statistics.median(recoveries):.1f} s over "
-              f"{len(recoveries)} kills ({log.nothing_in_flight} more killed a process holding nothing)"
-              f"{f', {log.unrecovered} not recovered' if log.unrecovered else ''}")
+        print(f"recovery after a kill (every message the dead processes held back on a queue): {_spread(log.requeues)}")
+        print(f"recovery after a kill (every message the dead processes held finished by another, its own run time "
+              f"included): {_spread(recoveries)} over {len(recoveries)} kills ({log.nothing_in_flight} more killed a "
+              f"process holding nothing){f', {log.unrecovered} not recovered' if log.unrecovered else ''}")
     print(f"time to drain after the chaos stopped: {f'{drain_s:.0f} s' if drain_s is not None else 'NOT DRAINED'}")
     print(f"client retries (5xx or no answer): {http.retries}")
     for kind, count in progress.problems.items():
