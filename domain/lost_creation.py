@@ -12,8 +12,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-# The gateway stamps created_at with its own clock; allow this much disagreement with ours.
-CLOCK_SKEW = timedelta(minutes=10)
+# The gateway stamps created_at with its own clock; allow this much disagreement with ours (both are
+# NTP-synchronised servers). A payment outside the window is missed, not lost: a second one is made
+# and `payments reconcile --gateway` flags the first.
+CLOCK_SKEW = timedelta(minutes=2)
 
 
 @dataclass(frozen=True)
@@ -40,10 +42,15 @@ def is_ours(listed: ListedPayment, *, payment_id: str, amount_usd: Decimal, curr
     return listed.pay_currency is None or listed.pay_currency.lower() == currency_code.lower()
 
 
-def search_window(recorded_at: datetime, now: datetime) -> tuple[datetime, datetime]:
-    """Creation times to search: from when we recorded the payment (no attempt is older) to now,
-    each widened by the clock skew allowed between us and the gateway."""
-    return recorded_at - CLOCK_SKEW, now + CLOCK_SKEW
+def search_window(
+    recorded_at: datetime, last_attempt: datetime | None, now: datetime, settle_seconds: float
+) -> tuple[datetime, datetime]:
+    """Creation times to search: from when we recorded the payment (no attempt is older) to when the
+    last attempt's payment would have been made at the latest (the settle time after it, the same bound
+    that lets "not listed" be believed; now, if sooner), each widened by the clock skew allowed between
+    us and the gateway. Payments made after that are not read: on a busy gateway they are thousands."""
+    latest = now if last_attempt is None else min(now, last_attempt + timedelta(seconds=settle_seconds))
+    return recorded_at - CLOCK_SKEW, latest + CLOCK_SKEW
 
 
 def seconds_until_trusted(last_attempt: datetime, now: datetime, settle_seconds: float) -> float:

@@ -148,7 +148,9 @@ async def _made_by_an_earlier_attempt(ctx: StageContext, payment: Payment) -> Ga
         return None
     now = datetime.now(UTC)
     try:
-        found = await find_lost_creation(ctx.gateway, payment, now)
+        found = await find_lost_creation(
+            ctx.gateway, payment, now, settle_seconds=ctx.settings.nowpayments_lookup_settle_seconds
+        )
     except LookupInconclusive as exc:
         log.error("gateway_lookup_inconclusive", payment_id=payment.id, detail=str(exc))
         await _outcome_pending(ctx, payment.id, str(exc), now + timedelta(seconds=INCONCLUSIVE_RETRY_SECONDS))

@@ -37,13 +37,15 @@ def _listed(payment: GatewayPayment) -> ListedPayment:
     )
 
 
-async def find_lost_creation(gateway: NowPaymentsClient, payment: Payment, now: datetime) -> GatewayPayment | None:
+async def find_lost_creation(
+    gateway: NowPaymentsClient, payment: Payment, now: datetime, *, settle_seconds: float
+) -> GatewayPayment | None:
     """The oldest gateway payment made for ``payment``, or None when the list definitely has none.
 
     Raises GatewayTransientError when the gateway cannot be asked (down, timing out, refusing the
     login, garbled), and LookupInconclusive when the window is too full to read to the end.
     """
-    date_from, date_to = search_window(payment.created_at, now)
+    date_from, date_to = search_window(payment.created_at, payment.gateway_attempted_at, now, settle_seconds)
     for page in range(MAX_PAGES):
         try:
             answer = await gateway.list_payments(

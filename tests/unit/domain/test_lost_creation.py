@@ -47,10 +47,15 @@ def test_another_order_price_or_coin_is_not_ours(changes: dict[str, object]) -> 
     assert not _ours(_listed(**changes))
 
 
-def test_the_window_runs_from_the_recorded_payment_to_now_widened_by_the_clock_skew() -> None:
+def test_the_window_runs_from_the_recorded_payment_to_the_last_attempt_settled_widened_by_the_clock_skew() -> None:
     recorded = datetime(2026, 12, 1, 7, 0, tzinfo=UTC)
-    now = recorded + timedelta(minutes=3)
-    assert search_window(recorded, now) == (recorded - CLOCK_SKEW, now + CLOCK_SKEW)
+    attempt = recorded + timedelta(seconds=40)
+    now = recorded + timedelta(minutes=10)  # a busy gateway has made thousands since: they are not read
+    settled = attempt + timedelta(seconds=30)
+    assert search_window(recorded, attempt, now, 30) == (recorded - CLOCK_SKEW, settled + CLOCK_SKEW)
+    soon = attempt + timedelta(seconds=5)  # before the settle time is over, up to now
+    assert search_window(recorded, attempt, soon, 30) == (recorded - CLOCK_SKEW, soon + CLOCK_SKEW)
+    assert search_window(recorded, None, now, 30) == (recorded - CLOCK_SKEW, now + CLOCK_SKEW)
 
 
 def test_a_miss_is_trusted_only_once_the_last_attempt_is_the_settle_time_old() -> None:
