@@ -13,7 +13,6 @@ creation lease), exactly as concurrent deliveries to the ordinary actor do.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import dramatiq
@@ -57,15 +56,9 @@ def create_on_runtime_loop(members: list[Member]) -> GroupOutcome:
 
 async def _create_interruptibly(members: list[Member]) -> GroupOutcome:
     """The group as one of the actors in flight: a stop gives it the same grace, then cancels it; its
-    unfinished members come back as left, and the consumer puts them back on the queue as it closes."""
-    task = asyncio.current_task()
-    if task is not None:
-        IN_FLIGHT.tasks.add(task)
-    try:
+    unfinished members come back as left, and the stopping consumer puts them back on the queue at once."""
+    with IN_FLIGHT.tracked():
         return await create_group(current_context(), members)
-    finally:
-        if task is not None:
-            IN_FLIGHT.tasks.discard(task)
 
 
 def install_group_creation(broker: dramatiq.Broker, settings: Settings) -> None:

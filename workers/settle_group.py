@@ -136,7 +136,7 @@ class GroupSettlingConsumer(_DeadLetteringConsumer):
             raise ConnectionClosed(exc) from None
 
     def _take(self, bodies: Sequence[bytes | None]) -> None:
-        by_payment: dict[str, list[MessageProxy]] = {}
+        by_key: dict[str, list[MessageProxy]] = {}
         items: dict[str, Any] = {}
         for data in bodies:
             if data is None:
@@ -150,20 +150,20 @@ class GroupSettlingConsumer(_DeadLetteringConsumer):
             if keyed is None:
                 self.alone.append(message)
             else:
-                by_payment.setdefault(keyed[0], []).append(message)
+                by_key.setdefault(keyed[0], []).append(message)
                 items.setdefault(keyed[0], keyed[1])
-        if not by_payment:
+        if not by_key:
             return
         started = current_millis()
         try:
             outcome = self.settle(list(items.values()))
         except Exception as exc:  # the loop or the runtime is gone: the ordinary path reports it per message
-            log.warning("settle_group_not_run", size=len(by_payment), error=type(exc).__name__, detail=str(exc)[:200])
-            outcome = GroupOutcome(finished=frozenset(), left=frozenset(by_payment))
-        finished = [m for payment_id in outcome.finished for m in by_payment.get(payment_id, [])]
+            log.warning("settle_group_not_run", size=len(by_key), error=type(exc).__name__, detail=str(exc)[:200])
+            outcome = GroupOutcome(finished=frozenset(), left=frozenset(by_key))
+        finished = [m for key in outcome.finished for m in by_key.get(key, [])]
         self._count(finished, started)
         self._ack(finished)
-        left = [m for key in sorted(outcome.left) for m in by_payment.get(key, [])]
+        left = [m for key in sorted(outcome.left) for m in by_key.get(key, [])]
         if IN_FLIGHT.stopping:  # a stop cut the group short: put the rest back now, hand nothing out
             self._requeue_at_shutdown(left)
         else:

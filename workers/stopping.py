@@ -19,7 +19,8 @@ import functools
 import os
 import signal
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, ParamSpec, TypeVar
 
 import structlog
@@ -44,6 +45,18 @@ class _InFlight:
         self._requeue: set[str] = set()
         self._lock = threading.Lock()
 
+    @contextmanager
+    def tracked(self) -> Iterator[None]:
+        """The current task is in flight (a stop gives it the grace, then cancels it) until the block ends."""
+        task = asyncio.current_task()
+        if task is not None:
+            self.tasks.add(task)
+        try:
+            yield
+        finally:
+            if task is not None:
+                self.tasks.discard(task)
+
     def mark_for_requeue(self, message_id: str) -> None:
         with self._lock:
             self._requeue.add(message_id)
@@ -65,13 +78,11 @@ def interruptible(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R | No
 
     @functools.wraps(fn)
     async def run(*args: P.args, **kwargs: P.kwargs) -> R | None:
-        task = asyncio.current_task()
         # dramatiq's event-loop thread runs us in a copy of the worker thread's context: the message is visible here.
         message = CurrentMessage.get_current_message()
-        if task is not None:
-            IN_FLIGHT.tasks.add(task)
         try:
-            return await fn(*args, **kwargs)
+            with IN_FLIGHT.tracked():
+                return await fn(*args, **kwargs)
         except asyncio.CancelledError:
             if not IN_FLIGHT.stopping or message is None:
                 raise
@@ -83,9 +94,6 @@ def interruptible(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R | No
                 message_id=message.message_id,
             )
             raise SkipMessage("interrupted by shutdown; requeued") from None
-        finally:
-            if task is not None:
-                IN_FLIGHT.tasks.discard(task)
 
     return run
 
