@@ -17,6 +17,7 @@ from soak.supervisor import Supervisor
 
 RECOVERY_CAP_S = 300.0
 T = TypeVar("T")
+H = TypeVar("H", bound=tuple[str, ...])
 
 
 @dataclass
@@ -55,26 +56,23 @@ def stopped_beating(client: redis.Redis, namespace: str, since_ms: float) -> set
 def seconds_until_finished(client: redis.Redis, namespace: str, held: set[tuple[str, str]]) -> float | None:
     """Wait until every one of ``held`` has left its queue's message hash (acked, retried or
     dead-lettered); seconds taken, or None past the cap."""
-    started = time.monotonic()
-    pending = set(held)
-    while pending and time.monotonic() - started < RECOVERY_CAP_S:
-        try:
-            pending = {(q, mid) for q, mid in pending if client.hexists(f"{namespace}:{q}.msgs", mid)}
-        except redis.RedisError:
-            pass
-        if pending:
-            time.sleep(0.2)
-    return None if pending else time.monotonic() - started
+    return _seconds_until_gone(held, lambda item: bool(client.hexists(f"{namespace}:{item[0]}.msgs", item[1])))
 
 
 def seconds_until_released(client: redis.Redis, namespace: str, held: set[tuple[str, str, str]]) -> float | None:
     """Wait until every one of ``held`` (dead broker id, queue, message id) has left the dead process's ack set:
     put back on its queue for another worker (or finished); seconds taken, or None past the cap."""
+    return _seconds_until_gone(
+        held, lambda item: bool(client.sismember(f"{namespace}:__acks__.{item[0]}.{item[1]}", item[2]))
+    )
+
+
+def _seconds_until_gone(held: set[H], still_there: Callable[[H], bool]) -> float | None:
     started = time.monotonic()
     pending = set(held)
     while pending and time.monotonic() - started < RECOVERY_CAP_S:
         try:
-            pending = {(b, q, mid) for b, q, mid in pending if client.sismember(f"{namespace}:__acks__.{b}.{q}", mid)}
+            pending = {item for item in pending if still_there(item)}
         except redis.RedisError:
             pass
         if pending:
