@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import asyncpg
@@ -36,10 +36,9 @@ async def poll_due_payments(pool: asyncpg.Pool, enqueue: Enqueuer, settings: Set
         due = await payments.claim_due(
             conn, limit=settings.payments_scheduler_batch, lease_seconds=claim_lease_seconds(settings)
         )
-    stopped = await _send_all(enqueue, [_next_stage(payment) for payment in due])
-    if stopped is not None:
-        await _release_unsent(pool, due[stopped.sent :])
-        raise stopped.__cause__ or stopped
+    await _send_all(
+        enqueue, [_next_stage(payment) for payment in due], on_partial=lambda sent: _release_unsent(pool, due[sent:])
+    )
     if due:
         log.info("scheduler_enqueued", count=len(due))
     return len(due)
@@ -62,9 +61,8 @@ async def check_due_withdrawals(pool: asyncpg.Pool, enqueue: Enqueuer, settings:
         due = await withdrawals.claim_due(
             conn, limit=settings.payments_scheduler_batch, lease_seconds=claim_lease_seconds(settings)
         )
-    stopped = await _send_all(enqueue, [FollowUp("process_withdrawal", withdrawal.id) for withdrawal in due])
-    if stopped is not None:  # the claims' lease brings the unsent back
-        raise stopped.__cause__ or stopped
+    # the claims' lease brings back any left unsent
+    await _send_all(enqueue, [FollowUp("process_withdrawal", withdrawal.id) for withdrawal in due])
     if due:
         log.info("scheduler_enqueued_withdrawal_checks", count=len(due))
     return len(due)
@@ -79,21 +77,26 @@ async def enqueue_due_notifications(pool: asyncpg.Pool, enqueue: Enqueuer, setti
         subjects = await outbox.claim_due_subjects(
             conn, limit=settings.payments_scheduler_batch, requeue_after=settings.notify_requeue_after
         )
-    stopped = await _send_all(enqueue, [FollowUp("deliver_notifications", s) for s in subjects])
-    if stopped is not None:  # the subjects' requeue time brings the unsent back
-        raise stopped.__cause__ or stopped
+    # the subjects' requeue time brings back any left unsent
+    await _send_all(enqueue, [FollowUp("deliver_notifications", s) for s in subjects])
     if subjects:
         log.info("scheduler_enqueued_notifications", count=len(subjects))
     return len(subjects)
 
 
-async def _send_all(enqueue: Enqueuer, follow_ups: list[FollowUp]) -> PartialSend | None:
-    """Send them all; None, or how far it got when the broker failed (the caller raises the broker's error)."""
+async def _send_all(
+    enqueue: Enqueuer, follow_ups: list[FollowUp], *, on_partial: Callable[[int], Awaitable[None]] | None = None
+) -> None:
+    """Send them all. When the broker fails part of the way, ``on_partial`` is told how many were sent, then the
+    broker's error is raised."""
     try:
         await enqueue.send_many(follow_ups)
+        return
     except PartialSend as stopped:
-        return stopped
-    return None
+        failure = stopped
+    if on_partial is not None:
+        await on_partial(failure.sent)
+    raise failure.__cause__ or failure
 
 
 def _next_stage(payment: Payment) -> FollowUp:
