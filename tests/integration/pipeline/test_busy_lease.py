@@ -16,6 +16,8 @@ from typing import Any
 from structlog.testing import capture_logs
 
 from domain.ids import new_payment_id
+from domain.payments import Payment
+from services.commands import CreatePaymentRequest
 from services.create_payment import CREATION_LEASE_SECONDS
 from services.poll_status import poll_status
 from services.rejections import deposit_fingerprint
@@ -53,6 +55,24 @@ async def _finished_within(stack: Stack, queue: str, lease: datetime) -> dict[st
             break
         await asyncio.sleep(0.05)
     return queue_state(stack, queue)
+
+
+async def _recorded(stack: Stack, request: CreatePaymentRequest, **lease: float) -> Payment:
+    """The request's payment recorded as create-payment records it (``look_again_in``, ``claim_seconds``)."""
+    async with stack.pool.acquire() as conn:
+        payment = await payments.insert_payment(
+            conn,
+            payment_id=new_payment_id(),
+            request_id=request.request_id,
+            fingerprint=deposit_fingerprint(request),
+            user_id=request.user_id,
+            amount_usd=request.amount_usd,
+            currency_code=request.currency_code,
+            description=request.description,
+            **lease,
+        )
+    assert payment is not None
+    return payment
 
 
 def _held(logs: list[dict[str, Any]], actor: str) -> list[dict[str, Any]]:
@@ -132,19 +152,8 @@ async def test_a_payment_whose_creator_died_is_created_once_after_its_lease_with
         request = _request()
         arguments = request.model_dump(mode="json")
         # The creator recorded the payment, claimed its creation and was killed before calling the gateway.
+        payment = await _recorded(stack, request, look_again_in=CREATION_LEASE_SECONDS)
         async with stack.pool.acquire() as conn:
-            payment = await payments.insert_payment(
-                conn,
-                payment_id=new_payment_id(),
-                request_id=request.request_id,
-                fingerprint=deposit_fingerprint(request),
-                user_id=request.user_id,
-                amount_usd=request.amount_usd,
-                currency_code=request.currency_code,
-                description=request.description,
-                look_again_in=CREATION_LEASE_SECONDS,
-            )
-            assert payment is not None
             claimed = await payments.claim_creation(conn, payment.id, lease_seconds=LEASE_SECONDS)
         assert claimed is not None and claimed.create_claimed_until is not None
         lease = claimed.create_claimed_until
@@ -183,20 +192,8 @@ async def test_a_poll_that_finds_the_creation_lease_held_makes_the_next_look_due
     the scheduler comes back when the lease ends rather than at the payment's ordinary next look."""
     async with Stack(database_url, redis_namespace, start_worker=False) as stack:
         request = _request()
-        async with stack.pool.acquire() as conn:
-            payment = await payments.insert_payment(
-                conn,
-                payment_id=new_payment_id(),
-                request_id=request.request_id,
-                fingerprint=deposit_fingerprint(request),
-                user_id=request.user_id,
-                amount_usd=request.amount_usd,
-                currency_code=request.currency_code,
-                description=request.description,
-                look_again_in=3600,
-                claim_seconds=LEASE_SECONDS,
-            )
-        assert payment is not None and payment.create_claimed_until is not None
+        payment = await _recorded(stack, request, look_again_in=3600, claim_seconds=LEASE_SECONDS)
+        assert payment.create_claimed_until is not None
         lease = payment.create_claimed_until
 
         with capture_logs() as logs:
